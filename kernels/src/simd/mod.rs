@@ -1,0 +1,110 @@
+//! Instruction-set selection. One file per instruction set; the best one the
+//! CPU has is picked once at start-up by runtime detection (never by
+//! compile-time flags), and `QLLAMA_SIMD=scalar|avx2|avx512|neon` forces one.
+
+pub mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+
+use std::sync::OnceLock;
+
+/// An instruction set a kernel can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Scalar,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX-512 F/BW/VL + VNNI (implies AVX2).
+    Avx512,
+    /// NEON; SDOT/i8mm are detected inside the NEON kernels.
+    Neon,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set this CPU supports, best last.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.supported()).collect()
+    }
+
+    fn detect() -> Isa {
+        if let Ok(forced) = std::env::var("QLLAMA_SIMD") {
+            let want = forced.trim().to_ascii_lowercase();
+            match [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().find(|i| i.name() == want) {
+                Some(isa) if isa.supported() => return isa,
+                Some(isa) => eprintln!("QLLAMA_SIMD={forced}: this CPU lacks {}, detecting instead", isa.name()),
+                None => eprintln!("QLLAMA_SIMD={forced}: unknown (scalar|avx2|avx512|neon), detecting instead"),
+            }
+        }
+        *Isa::available().last().unwrap_or(&Isa::Scalar)
+    }
+}
+
+/// The instruction set kernels use, detected once.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(Isa::detect)
+}
+
+// Per-type dispatch: each format's `vec_dot` calls one of these, which routes
+// to the instruction set's kernel where one exists and to the scalar
+// reference otherwise.
+use crate::formats::*;
+
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident, $x:ty, $y:ty) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(isa: Isa, x: &[$x], y: &[$y]) -> f32 {
+            match isa {
+                _ => scalar::$name(x, y),
+            }
+        }
+    };
+}
+
+dispatch!(vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0);
+dispatch!(vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1);
+dispatch!(vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0);
+dispatch!(vec_dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1);
+dispatch!(vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0);
+dispatch!(vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1);
+dispatch!(vec_dot_f32, f32, f32);
+dispatch!(vec_dot_f16, half::f16, half::f16);
+dispatch!(vec_dot_bf16, half::bf16, half::bf16);

@@ -1,0 +1,1 @@
+//! The Llama 2 decoder: hyperparameters, weights, KV cache, forward pass.

@@ -1,0 +1,1 @@
+//! Llama SentencePiece BPE tokenizer built from GGUF metadata.
