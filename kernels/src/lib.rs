@@ -11,8 +11,10 @@
 pub mod dtype;
 pub mod formats;
 pub mod matmul;
+pub mod quantize;
 pub mod simd;
 
 pub use dtype::{GgmlDType, TypeTraits};
 pub use formats::GgmlType;
 pub use matmul::{matmul, MatmulScratch, QMatrix};
+pub use quantize::quantize_rows_par;

@@ -1,1 +1,5 @@
-//! Chat sessions and prompt templates.
+//! Chat: prompt templates and a session that keeps the KV cache across turns.
+
+mod template;
+
+pub use template::{ChatTemplate, Message, Role, LLAMA2_TEMPLATE};

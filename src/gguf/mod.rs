@@ -10,7 +10,7 @@ mod reader;
 mod value;
 mod writer;
 
-pub use reader::{GgufFile, GgufHeader, TensorInfo, TensorView};
+pub use reader::{GgufFile, GgufHeader, Metadata, TensorInfo, TensorView};
 pub use value::{GgufValue, GgufValueType};
 pub use writer::{GgufWriter, TensorPlan};
 
@@ -23,6 +23,9 @@ pub const DEFAULT_ALIGNMENT: u32 = 32;
 pub const MAX_ALIGNMENT: u32 = 1 << 20;
 /// Most dimensions a ggml tensor can have.
 pub const MAX_DIMS: u32 = 4;
+/// Deepest nesting of arrays in metadata we accept (arrays of arrays of ...).
+/// Real files use at most one level; the limit bounds recursion.
+pub const MAX_ARRAY_DEPTH: usize = 8;
 
 /// A GGUF problem, naming the file and what is wrong with it.
 #[derive(Debug, thiserror::Error)]

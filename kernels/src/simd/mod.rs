@@ -82,9 +82,25 @@ pub fn isa() -> Isa {
     *ISA.get_or_init(Isa::detect)
 }
 
+/// Whether `isa` is supported, from a bitmask computed once (one atomic
+/// load per call, cheap enough to check on every row dot).
+#[inline]
+fn cpu_has(isa: Isa) -> bool {
+    static MASK: OnceLock<u8> = OnceLock::new();
+    let mask = *MASK.get_or_init(|| Isa::available().iter().fold(0u8, |m, i| m | 1 << *i as u8));
+    mask & (1 << isa as u8) != 0
+}
+
+#[cold]
+#[inline(never)]
+fn unsupported(isa: Isa) -> ! {
+    panic!("instruction set {} is not supported by this CPU (pick one from Isa::available())", isa.name())
+}
+
 // Per-type dispatch: each format's `vec_dot` calls one of these, which routes
-// to the instruction set's kernel where one exists and to the scalar
-// reference otherwise.
+// to the instruction set's kernel. Every type has a kernel on every set, so
+// there is no fallback; an unsupported `isa` panics rather than risk an
+// illegal instruction.
 use crate::formats::*;
 
 macro_rules! dispatch {
@@ -92,19 +108,60 @@ macro_rules! dispatch {
         $(#[$doc])*
         #[inline]
         pub fn $name(isa: Isa, x: &[$x], y: &[$y]) -> f32 {
+            assert_eq!(x.len(), y.len(), "dot product of rows of different lengths");
             match isa {
-                _ => scalar::$name(x, y),
+                Isa::Scalar => scalar::$name(x, y),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 if cpu_has(Isa::Avx2) => {
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked just
+                    // above), all the kernel is compiled for; lengths match.
+                    unsafe { avx2::$name(x, y) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 if cpu_has(Isa::Avx512) => {
+                    // SAFETY: the CPU has AVX2, FMA, F16C and AVX-512
+                    // F/BW/VL/VNNI (checked just above); lengths match.
+                    unsafe { avx512::$name(x, y) }
+                }
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon if cpu_has(Isa::Neon) => {
+                    // SAFETY: the CPU has NEON (checked just above; every
+                    // aarch64 CPU does); lengths match.
+                    unsafe { neon::$name(x, y) }
+                }
+                #[allow(unreachable_patterns)]
+                _ => unsupported(isa),
             }
         }
     };
 }
 
-dispatch!(vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0);
-dispatch!(vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1);
-dispatch!(vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0);
-dispatch!(vec_dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1);
-dispatch!(vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0);
-dispatch!(vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1);
+dispatch!(
+    /// Q4_0 weights · Q8_0 activations.
+    vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0
+);
+dispatch!(
+    /// Q4_1 weights · Q8_1 activations.
+    vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1
+);
+dispatch!(
+    /// Q5_0 weights · Q8_0 activations.
+    vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0
+);
+dispatch!(
+    /// Q5_1 weights · Q8_1 activations.
+    vec_dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1
+);
+dispatch!(
+    /// Q8_0 weights · Q8_0 activations. The SIMD paths assume the
+    /// activations `y` hold -127..=127, as the Q8 quantizer writes (x86 uses
+    /// ggml's |x|·sign(y, x) trick, which negates y); weights may hold -128.
+    vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0
+);
+dispatch!(
+    /// Q8_1 · Q8_1, with the same assumption on `y` as Q8_0.
+    vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1
+);
 dispatch!(vec_dot_f32, f32, f32);
 dispatch!(vec_dot_f16, half::f16, half::f16);
 dispatch!(vec_dot_bf16, half::bf16, half::bf16);

@@ -21,10 +21,71 @@ pub fn vec_dot_bf16(x: &[bf16], y: &[bf16]) -> f32 {
 
 use crate::formats::*;
 
-// Filled in with the formats (bit-exact ports of ggml's reference dots).
-pub fn vec_dot_q4_0_q8_0(_x: &[BlockQ4_0], _y: &[BlockQ8_0]) -> f32 { todo!() }
-pub fn vec_dot_q4_1_q8_1(_x: &[BlockQ4_1], _y: &[BlockQ8_1]) -> f32 { todo!() }
-pub fn vec_dot_q5_0_q8_0(_x: &[BlockQ5_0], _y: &[BlockQ8_0]) -> f32 { todo!() }
-pub fn vec_dot_q5_1_q8_1(_x: &[BlockQ5_1], _y: &[BlockQ8_1]) -> f32 { todo!() }
-pub fn vec_dot_q8_0_q8_0(_x: &[BlockQ8_0], _y: &[BlockQ8_0]) -> f32 { todo!() }
-pub fn vec_dot_q8_1_q8_1(_x: &[BlockQ8_1], _y: &[BlockQ8_1]) -> f32 { todo!() }
+/// A legacy block seen as 32 small integers and a scale, the form every
+/// reference kernel and dequantizer works on: `value = d * ints[i] (+ m)`.
+///
+/// `ints` are already centred for the symmetric formats (Q4_0 gives q - 8),
+/// and raw for the offset formats (Q4_1 gives q in 0..16, with `m` added).
+pub trait BlockInts {
+    fn ints(&self) -> [i8; 32];
+    fn d(&self) -> f32;
+}
+
+/// Offset formats: `value = d * q + m`.
+pub trait BlockMin: BlockInts {
+    fn m(&self) -> f32;
+}
+
+/// Activation formats that carry `s = d * sum(q)`, which the offset formats
+/// need to apply `m` without touching the weights again.
+pub trait BlockSum: BlockInts {
+    fn s(&self) -> f32;
+}
+
+/// Integer dot product of two blocks: exact in i32 (32 * 127 * 127 < 2^31).
+#[inline]
+fn sumi(x: &[i8; 32], y: &[i8; 32]) -> i32 {
+    x.iter().zip(y).map(|(&a, &b)| a as i32 * b as i32).sum()
+}
+
+/// Symmetric weights: ggml's `sumf += (dx * dy) * sumi`, in f32 and block
+/// order (the SIMD kernels also multiply the two scales first).
+fn dot_sym<X: BlockInts, Y: BlockInts>(x: &[X], y: &[Y]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        sumf += (a.d() * b.d()) * sumi(&a.ints(), &b.ints()) as f32;
+    }
+    sumf
+}
+
+/// Offset weights: `sum(d*q + m) * dy*qy = dx*dy*sumi + m*s`, as ggml does it.
+fn dot_offset<X: BlockMin, Y: BlockSum>(x: &[X], y: &[Y]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        sumf += (a.d() * b.d()) * sumi(&a.ints(), &b.ints()) as f32 + a.m() * b.s() * 0.999;
+    }
+    sumf
+}
+
+pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    dot_sym(x, y)
+}
+pub fn vec_dot_q4_1_q8_1(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    dot_offset(x, y)
+}
+pub fn vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    dot_sym(x, y)
+}
+pub fn vec_dot_q5_1_q8_1(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    dot_offset(x, y)
+}
+pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    dot_sym(x, y)
+}
+/// Not in ggml (Q8_1 has no dot there); Q8_1 weights are symmetric, so `s` is
+/// not needed.
+pub fn vec_dot_q8_1_q8_1(x: &[BlockQ8_1], y: &[BlockQ8_1]) -> f32 {
+    dot_sym(x, y)
+}

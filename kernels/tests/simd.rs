@@ -1,0 +1,450 @@
+//! Every SIMD dot product against the scalar reference, on every instruction
+//! set this CPU has (`Isa::available()`), on random and adversarial blocks.
+//!
+//! The tolerance is relative to the sum of the absolute values of the terms
+//! (`mag`), not to the result, so that cancelling sums are judged fairly:
+//! `|simd - scalar| <= TOL * mag`. Any decoding mistake (a swapped nibble
+//! half, a lost fifth bit, a wrong offset or scale) moves the result by a
+//! whole term, far beyond that. Under QEMU for aarch64 the same file runs
+//! with and without dotprod (tools/test-aarch64.sh).
+
+use half::{bf16, f16};
+use qllama_kernels::formats::*;
+use qllama_kernels::simd::{self, scalar, Isa};
+
+/// Relative to `mag`: f32 rounding of a few hundred block sums in either
+/// order stays well inside this.
+const TOL: f64 = 1e-5;
+
+/// SplitMix64: deterministic, and good enough to pick test bytes.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    fn sign(&mut self) -> f32 {
+        if self.next() & 1 == 0 {
+            1.0
+        } else {
+            -1.0
+        }
+    }
+}
+
+/// How the quantized bytes of a case are chosen.
+#[derive(Clone, Copy, Debug)]
+enum Bytes {
+    Random,
+    /// All zero: nibbles 0, no fifth bits, q = 0.
+    Zero,
+    /// All 0xFF: nibbles 15, every fifth bit, q = -1.
+    Ones,
+    /// All 0x7F: q = 127 (nibbles 15 and 7).
+    Max,
+    /// All 0x80: q = -128 (nibbles 0 and 8).
+    Min,
+    /// Each byte one of the four extremes above.
+    Extremes,
+}
+
+/// How the f16 scales of a case are chosen.
+#[derive(Clone, Copy, Debug)]
+enum Scales {
+    /// Either sign, 2^-10 .. 2.
+    Random,
+    /// Either sign, up to f16's largest finite value.
+    Large,
+    /// Negative only, so nothing cancels through the scales.
+    Negative,
+    /// Subnormal f16 values.
+    Tiny,
+    Zero,
+}
+
+impl Bytes {
+    const ALL: [Bytes; 6] = [Bytes::Random, Bytes::Zero, Bytes::Ones, Bytes::Max, Bytes::Min, Bytes::Extremes];
+
+    fn byte(self, rng: &mut Rng) -> u8 {
+        match self {
+            Bytes::Random => rng.next() as u8,
+            Bytes::Zero => 0x00,
+            Bytes::Ones => 0xFF,
+            Bytes::Max => 0x7F,
+            Bytes::Min => 0x80,
+            Bytes::Extremes => [0x00, 0xFF, 0x7F, 0x80][rng.below(4) as usize],
+        }
+    }
+}
+
+impl Scales {
+    const ALL: [Scales; 5] = [Scales::Random, Scales::Large, Scales::Negative, Scales::Tiny, Scales::Zero];
+
+    fn scale(self, rng: &mut Rng) -> f16 {
+        match self {
+            Scales::Random => f16::from_f32(rng.sign() * (2f32).powf(rng.unit() * 11.0 - 10.0)),
+            Scales::Large => f16::from_f32(rng.sign() * (1000.0 + rng.unit() * 64504.0)),
+            Scales::Negative => f16::from_f32(-(2f32).powf(rng.unit() * 11.0 - 10.0)),
+            Scales::Tiny => f16::from_bits(1 + rng.below(0x3FF) as u16),
+            Scales::Zero => f16::ZERO,
+        }
+    }
+}
+
+/// A block type as the test sees it: generated from a byte and a scale
+/// source, and decoded independently of the library into integers and
+/// scales, to size the tolerance.
+trait TestBlock: Copy {
+    fn make(rng: &mut Rng, bytes: Bytes, scales: Scales) -> Self;
+    /// The 32 integers the block's values are `d * q (+ m)` of.
+    fn ints(&self) -> [i32; 32];
+    fn d(&self) -> f32;
+    /// `m` for offset weights, `s` for Q8_1 activations, else 0.
+    fn extra(&self) -> f32;
+    /// Q8 only: -128 becomes -127.
+    fn raise_min(&mut self) {
+        unreachable!("only Q8 activations are clamped")
+    }
+}
+
+fn raise_min(qs: &mut [i8; 32]) {
+    qs.iter_mut().for_each(|q| *q = (*q).max(-127));
+}
+
+fn bytes<const N: usize>(rng: &mut Rng, b: Bytes) -> [u8; N] {
+    std::array::from_fn(|_| b.byte(rng))
+}
+
+fn nibble_ints(qs: &[u8; 16]) -> [i32; 32] {
+    std::array::from_fn(|j| if j < 16 { qs[j] & 0x0F } else { qs[j - 16] >> 4 } as i32)
+}
+
+fn fifth_bit_ints(qs: &[u8; 16], qh: [u8; 4]) -> [i32; 32] {
+    let n = nibble_ints(qs);
+    let h = u32::from_le_bytes(qh);
+    std::array::from_fn(|j| n[j] | (((h >> j) & 1) << 4) as i32)
+}
+
+impl TestBlock for BlockQ4_0 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), qs: bytes(rng, b) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        nibble_ints(&self.qs).map(|q| q - 8)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        0.0
+    }
+}
+
+impl TestBlock for BlockQ4_1 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), m: s.scale(rng), qs: bytes(rng, b) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        nibble_ints(&self.qs)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        self.m.to_f32()
+    }
+}
+
+impl TestBlock for BlockQ5_0 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), qh: bytes(rng, b), qs: bytes(rng, b) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        fifth_bit_ints(&self.qs, self.qh).map(|q| q - 16)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        0.0
+    }
+}
+
+impl TestBlock for BlockQ5_1 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), m: s.scale(rng), qh: bytes(rng, b), qs: bytes(rng, b) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        fifth_bit_ints(&self.qs, self.qh)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        self.m.to_f32()
+    }
+}
+
+impl TestBlock for BlockQ8_0 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), qs: bytes::<32>(rng, b).map(|q| q as i8) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        self.qs.map(i32::from)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        0.0
+    }
+    fn raise_min(&mut self) {
+        raise_min(&mut self.qs)
+    }
+}
+
+impl TestBlock for BlockQ8_1 {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        // `s` is whatever the block says: the kernels must use it as stored.
+        Self { d: s.scale(rng), s: s.scale(rng), qs: bytes::<32>(rng, b).map(|q| q as i8) }
+    }
+    fn ints(&self) -> [i32; 32] {
+        self.qs.map(i32::from)
+    }
+    fn d(&self) -> f32 {
+        self.d.to_f32()
+    }
+    fn extra(&self) -> f32 {
+        self.s.to_f32()
+    }
+    fn raise_min(&mut self) {
+        raise_min(&mut self.qs)
+    }
+}
+
+/// Block counts: empty, odd and even (the kernels pair blocks), and a
+/// 4096-wide row.
+const BLOCK_COUNTS: [usize; 7] = [0, 1, 2, 3, 7, 33, 128];
+
+type Dot<X, Y> = fn(Isa, &[X], &[Y]) -> f32;
+
+/// Checks `simd_dot` on every available instruction set against `reference`
+/// over every byte pattern, scale pattern and block count. `uses_extra`:
+/// the weight type's `m` multiplies the activations' `s`. `y_no_min`: the
+/// activations of a signed-by-signed dot hold -127..=127, as the Q8
+/// quantizer writes (the kernels' documented assumption); -128 is still used
+/// in the weights.
+fn check_q<X: TestBlock, Y: TestBlock>(
+    name: &str,
+    simd_dot: Dot<X, Y>,
+    reference: fn(&[X], &[Y]) -> f32,
+    uses_extra: bool,
+    y_no_min: bool,
+) {
+    let mut rng = Rng(0x5EED ^ name.len() as u64);
+    let mut checked = 0;
+    for &xb in &Bytes::ALL {
+        for &yb in &Bytes::ALL {
+            for &sc in &Scales::ALL {
+                for &n in &BLOCK_COUNTS {
+                    let x: Vec<X> = (0..n).map(|_| X::make(&mut rng, xb, sc)).collect();
+                    let mut y: Vec<Y> = (0..n).map(|_| Y::make(&mut rng, yb, Scales::Random)).collect();
+                    if y_no_min {
+                        y.iter_mut().for_each(|b| b.raise_min());
+                    }
+                    let mag: f64 = x
+                        .iter()
+                        .zip(&y)
+                        .map(|(a, b)| {
+                            let ints: i64 = a.ints().iter().zip(b.ints()).map(|(&p, q)| (p * q).abs() as i64).sum();
+                            let extra = if uses_extra { (a.extra() as f64 * b.extra() as f64).abs() } else { 0.0 };
+                            (a.d() as f64 * b.d() as f64).abs() * ints as f64 + extra
+                        })
+                        .sum();
+                    let want = reference(&x, &y) as f64;
+                    for isa in Isa::available() {
+                        let got = simd_dot(isa, &x, &y) as f64;
+                        let err = (got - want).abs();
+                        assert!(
+                            err <= TOL * mag,
+                            "{name} on {}: {got} vs scalar {want} (error {err:e}, allowed {:e}); \
+                             {n} blocks, x bytes {xb:?}, y bytes {yb:?}, scales {sc:?}",
+                            isa.name(),
+                            TOL * mag
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{name}: {checked} cases on {:?}", Isa::available());
+}
+
+#[test]
+fn simd_paths_are_under_test() {
+    let avail = Isa::available();
+    eprintln!("available: {avail:?}");
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c") {
+        assert!(avail.contains(&Isa::Avx2));
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        assert!(avail.contains(&Isa::Neon));
+        eprintln!("dotprod: {}", std::arch::is_aarch64_feature_detected!("dotprod"));
+    }
+}
+
+#[test]
+fn unsupported_isa_panics_instead_of_running() {
+    let x = [BlockQ8_0 { d: f16::ONE, qs: [1; 32] }];
+    for isa in [Isa::Avx2, Isa::Avx512, Isa::Neon] {
+        if !isa.supported() {
+            let r = std::panic::catch_unwind(|| simd::vec_dot_q8_0_q8_0(isa, &x, &x));
+            assert!(r.is_err(), "{} ran on a CPU without it", isa.name());
+        }
+    }
+}
+
+#[test]
+fn q4_0_q8_0() {
+    check_q::<BlockQ4_0, BlockQ8_0>("q4_0·q8_0", simd::vec_dot_q4_0_q8_0, scalar::vec_dot_q4_0_q8_0, false, false);
+}
+
+#[test]
+fn q4_1_q8_1() {
+    check_q::<BlockQ4_1, BlockQ8_1>("q4_1·q8_1", simd::vec_dot_q4_1_q8_1, scalar::vec_dot_q4_1_q8_1, true, false);
+}
+
+#[test]
+fn q5_0_q8_0() {
+    check_q::<BlockQ5_0, BlockQ8_0>("q5_0·q8_0", simd::vec_dot_q5_0_q8_0, scalar::vec_dot_q5_0_q8_0, false, false);
+}
+
+#[test]
+fn q5_1_q8_1() {
+    check_q::<BlockQ5_1, BlockQ8_1>("q5_1·q8_1", simd::vec_dot_q5_1_q8_1, scalar::vec_dot_q5_1_q8_1, true, false);
+}
+
+#[test]
+fn q8_0_q8_0() {
+    check_q::<BlockQ8_0, BlockQ8_0>("q8_0·q8_0", simd::vec_dot_q8_0_q8_0, scalar::vec_dot_q8_0_q8_0, false, true);
+}
+
+#[test]
+fn q8_1_q8_1() {
+    check_q::<BlockQ8_1, BlockQ8_1>("q8_1·q8_1", simd::vec_dot_q8_1_q8_1, scalar::vec_dot_q8_1_q8_1, false, true);
+}
+
+/// The Q8 kernels on NEON are exact for -128 in both operands too.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn q8_0_q8_0_with_min_activations_on_neon() {
+    let x = [BlockQ8_0 { d: f16::ONE, qs: [-128; 32] }; 3];
+    let want = scalar::vec_dot_q8_0_q8_0(&x, &x);
+    assert_eq!(want, 3.0 * 32.0 * 16384.0);
+    assert_eq!(simd::vec_dot_q8_0_q8_0(Isa::Neon, &x, &x), want);
+}
+
+// ---------------------------------------------------------------------------
+// Float dots.
+
+/// Row lengths around every vector width and unroll (4..64 values) and a
+/// 4096-wide row with a ragged tail.
+const LENGTHS: [usize; 18] = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 4096, 4096 + 37];
+
+/// How float values are drawn (magnitudes chosen so no product overflows).
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    Random,
+    /// Up to 2^14 in magnitude.
+    Large,
+    /// Near the type's smallest normal and below.
+    Tiny,
+    /// Pairs that cancel: a run of +v then -v.
+    Cancelling,
+    Zero,
+}
+
+fn float_values(rng: &mut Rng, kind: Values, n: usize, tiny: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| match kind {
+            Values::Random => rng.sign() * rng.unit() * 4.0,
+            Values::Large => rng.sign() * rng.unit() * 16384.0,
+            Values::Tiny => rng.sign() * rng.unit() * tiny,
+            Values::Cancelling => {
+                if i % 2 == 0 {
+                    1.5
+                } else {
+                    -1.5
+                }
+            }
+            Values::Zero => 0.0,
+        })
+        .collect()
+}
+
+fn check_float<T: Copy>(
+    name: &str,
+    from: fn(f32) -> T,
+    to: fn(T) -> f32,
+    tiny: f32,
+    simd_dot: Dot<T, T>,
+    reference: fn(&[T], &[T]) -> f32,
+) {
+    let mut rng = Rng(0xF10A7 ^ name.len() as u64);
+    let kinds = [Values::Random, Values::Large, Values::Tiny, Values::Cancelling, Values::Zero];
+    let mut checked = 0;
+    for &kx in &kinds {
+        for &ky in &kinds {
+            for &n in &LENGTHS {
+                let x: Vec<T> = float_values(&mut rng, kx, n, tiny).into_iter().map(from).collect();
+                let y: Vec<T> = float_values(&mut rng, ky, n, tiny).into_iter().map(from).collect();
+                let mag: f64 = x.iter().zip(&y).map(|(&a, &b)| (to(a) as f64 * to(b) as f64).abs()).sum();
+                let want = reference(&x, &y) as f64;
+                for isa in Isa::available() {
+                    let got = simd_dot(isa, &x, &y) as f64;
+                    let err = (got - want).abs();
+                    // Products of tiny values underflow to f32 subnormals on
+                    // either side; allow that absolute slack too.
+                    let allowed = TOL * mag + n as f64 * f32::from_bits(1) as f64;
+                    assert!(
+                        err <= allowed,
+                        "{name} on {}: {got} vs scalar {want} (error {err:e}, allowed {allowed:e}); \
+                         length {n}, x {kx:?}, y {ky:?}",
+                        isa.name()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{name}: {checked} cases on {:?}", Isa::available());
+}
+
+#[test]
+fn f32_dot() {
+    check_float::<f32>("f32", |v| v, |v| v, 1e-37, simd::vec_dot_f32, scalar::vec_dot_f32);
+}
+
+#[test]
+fn f16_dot() {
+    check_float::<f16>("f16", f16::from_f32, f16::to_f32, 1e-4, simd::vec_dot_f16, scalar::vec_dot_f16);
+}
+
+#[test]
+fn bf16_dot() {
+    check_float::<bf16>("bf16", bf16::from_f32, bf16::to_f32, 1e-37, simd::vec_dot_bf16, scalar::vec_dot_bf16);
+}

@@ -1,0 +1,285 @@
+//! The forward pass, top to bottom as in llama2.c's `forward()`, for a batch
+//! of tokens from one or more sequences.
+
+use super::kv_cache::{KvData, KvElem, KvLayout, KvStore};
+use super::*;
+use qllama_kernels::matmul;
+use rayon::prelude::*;
+
+impl Model {
+    /// Evaluate `batch`: store its keys and values in `kv` and compute the
+    /// logits of the rows `want` asks for (read them with
+    /// [`Scratch::logits`]). Each token attends to the positions `0..=pos`
+    /// of its own sequence, which are either cached or earlier in the batch.
+    pub fn forward(
+        &self,
+        batch: &[BatchToken],
+        kv: &mut KvCache,
+        s: &mut Scratch,
+        want: LogitRows<'_>,
+    ) -> Result<(), ForwardError> {
+        self.check_batch(batch, kv, s, want)?;
+        let hp = &self.hp;
+        let n = batch.len();
+        let (e, kvd, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
+        let w = &self.weights;
+
+        // Token embeddings, and each row's rotation angles.
+        for (t, x) in batch.iter().zip(s.x.chunks_exact_mut(e)) {
+            self.embed(t.token, x);
+        }
+        for (t, cs) in batch.iter().zip(s.rope.chunks_exact_mut(hp.rope_dim)) {
+            for (pair, &freq) in cs.chunks_exact_mut(2).zip(&self.rope_freqs) {
+                let (sin, cos) = (t.pos as f64 * freq).sin_cos();
+                pair[0] = cos as f32;
+                pair[1] = sin as f32;
+            }
+        }
+
+        let x = &mut s.x[..n * e];
+        let xb = &mut s.xb[..n * e];
+        let xb2 = &mut s.xb2[..n * e];
+        let q = &mut s.q[..n * e];
+        let k = &mut s.k[..n * kvd];
+        let v = &mut s.v[..n * kvd];
+        let att_out = &mut s.att_out[..n * e];
+        let hb = &mut s.hb[..n * ff];
+        let hb2 = &mut s.hb2[..n * ff];
+        let rope = &s.rope[..n * hp.rope_dim];
+        let mm = &mut s.mm;
+
+        for (l, lw) in w.layers.iter().enumerate() {
+            // Attention: RMSNorm, then Q, K, V projections.
+            rmsnorm_rows(xb, x, &lw.attn_norm, hp.rms_eps);
+            matmul(&self.matrix(&lw.wq), xb, n, q, mm);
+            matmul(&self.matrix(&lw.wk), xb, n, k, mm);
+            matmul(&self.matrix(&lw.wv), xb, n, v, mm);
+
+            // Rotary embeddings on each head of Q and K.
+            rope_rows(q, rope, hp.head_dim(), hp.rope_dim);
+            rope_rows(k, rope, hp.head_dim(), hp.rope_dim);
+
+            // Store K and V, then attend over each sequence's cache.
+            let layout = kv.layout;
+            match &mut kv.data {
+                KvData::F16(store) => attention(hp, layout, store, l, batch, q, k, v, att_out, &mut s.scores),
+                KvData::F32(store) => attention(hp, layout, store, l, batch, q, k, v, att_out, &mut s.scores),
+            }
+
+            // Output projection and residual.
+            matmul(&self.matrix(&lw.wo), att_out, n, xb2, mm);
+            add(x, xb2);
+
+            // Feed-forward: RMSNorm, SwiGLU, down projection, residual.
+            rmsnorm_rows(xb, x, &lw.ffn_norm, hp.rms_eps);
+            matmul(&self.matrix(&lw.w_gate), xb, n, hb, mm);
+            matmul(&self.matrix(&lw.w_up), xb, n, hb2, mm);
+            swiglu(hb, hb2);
+            matmul(&self.matrix(&lw.w_down), hb, n, xb2, mm);
+            add(x, xb2);
+        }
+
+        for t in batch {
+            kv.set_len(t.seq, t.pos + 1);
+        }
+
+        // Final norm and output head, for the requested rows only.
+        let rows: &[usize] = match want {
+            LogitRows::None => &[],
+            LogitRows::Last => &[n - 1],
+            LogitRows::All => &ALL_ROWS[..n],
+            LogitRows::Rows(r) => r,
+        };
+        let m = rows.len();
+        s.n_logit_rows = m;
+        if m == 0 {
+            return Ok(());
+        }
+        grow(&mut s.out_rows, m * e);
+        grow(&mut s.logits, m * hp.n_vocab);
+        for (&row, out) in rows.iter().zip(s.out_rows.chunks_exact_mut(e)) {
+            rmsnorm(out, &s.x[row * e..(row + 1) * e], &w.output_norm, hp.rms_eps);
+        }
+        matmul(&self.matrix(&w.output), &s.out_rows[..m * e], m, &mut s.logits[..m * hp.n_vocab], &mut s.mm);
+        Ok(())
+    }
+
+    /// Everything that could make a batch fail, checked before anything is
+    /// changed.
+    fn check_batch(&self, batch: &[BatchToken], kv: &KvCache, s: &Scratch, want: LogitRows<'_>) -> Result<(), ForwardError> {
+        let n = batch.len();
+        if n == 0 {
+            return Err(ForwardError::EmptyBatch);
+        }
+        if n > s.max_batch || n > ALL_ROWS.len() {
+            return Err(ForwardError::BatchTooLarge { got: n, max: s.max_batch.min(ALL_ROWS.len()) });
+        }
+        let l = kv.layout;
+        if l.n_layer != self.hp.n_layer || l.kv_dim != self.hp.kv_dim() || s.n_ctx < l.n_ctx || s.n_vocab != self.hp.n_vocab
+            || s.x.len() < s.max_batch * self.hp.n_embd || s.hb.len() < s.max_batch * self.hp.n_ff
+        {
+            return Err(ForwardError::Mismatch);
+        }
+        for (i, t) in batch.iter().enumerate() {
+            if t.token as usize >= self.hp.n_vocab {
+                return Err(ForwardError::BadToken { token: t.token, n_vocab: self.hp.n_vocab });
+            }
+            if t.seq >= kv.n_seq() {
+                return Err(ForwardError::BadSeq { seq: t.seq, n_seq: kv.n_seq() });
+            }
+            if t.pos >= l.n_ctx {
+                return Err(ForwardError::ContextFull { seq: t.seq, pos: t.pos, n_ctx: l.n_ctx });
+            }
+            // Positions of a sequence must continue its cache without gaps:
+            // directly after its previous token in the batch, or at most at
+            // the cached length (re-evaluating from an earlier position is
+            // allowed).
+            let ok = match batch[..i].iter().rev().find(|p| p.seq == t.seq) {
+                Some(prev) => t.pos == prev.pos + 1,
+                None => t.pos <= kv.seq_len(t.seq),
+            };
+            if !ok {
+                let expected = batch[..i].iter().rev().find(|p| p.seq == t.seq).map_or(kv.seq_len(t.seq), |p| p.pos + 1);
+                return Err(ForwardError::PositionGap { seq: t.seq, pos: t.pos, expected });
+            }
+        }
+        if let LogitRows::Rows(rows) = want {
+            if let Some(&row) = rows.iter().find(|&&r| r >= n) {
+                return Err(ForwardError::BadRow { row, n });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row indices `0..MAX_BATCH`, so `LogitRows::All` needs no allocation.
+static ALL_ROWS: [usize; MAX_BATCH] = {
+    let mut rows = [0; MAX_BATCH];
+    let mut i = 0;
+    while i < MAX_BATCH {
+        rows[i] = i;
+        i += 1;
+    }
+    rows
+};
+
+/// Grow a buffer once to the largest size asked for.
+fn grow(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+}
+
+/// `out = x / rms(x) * weight`, the sum of squares in f64 as ggml does.
+fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = 1.0 / ((ss / x.len() as f64) as f32 + eps).sqrt();
+    for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(weight) {
+        *o = xi * scale * wi;
+    }
+}
+
+fn rmsnorm_rows(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
+    let e = weight.len();
+    out.par_chunks_mut(e).zip(x.par_chunks(e)).for_each(|(o, xr)| rmsnorm(o, xr, weight, eps));
+}
+
+/// Rotate adjacent pairs `(x[2i], x[2i+1])` of the first `rope_dim` values
+/// of every head by the row's angles (llama.cpp's "normal" rope mode; the
+/// converters permute Q/K rows so that this matches Hugging Face's layout).
+fn rope_rows(x: &mut [f32], rope: &[f32], head_dim: usize, rope_dim: usize) {
+    let width = x.len() / (rope.len() / rope_dim);
+    x.par_chunks_mut(width).zip(rope.par_chunks(rope_dim)).for_each(|(row, cs)| {
+        for head in row.chunks_exact_mut(head_dim) {
+            for (pair, c) in head[..rope_dim].chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
+                let (cos, sin) = (c[0], c[1]);
+                let (x0, x1) = (pair[0], pair[1]);
+                pair[0] = x0 * cos - x1 * sin;
+                pair[1] = x0 * sin + x1 * cos;
+            }
+        }
+    });
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// `gate = silu(gate) * up`.
+fn swiglu(gate: &mut [f32], up: &[f32]) {
+    gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| {
+        for (gi, &ui) in g.iter_mut().zip(u) {
+            *gi = *gi / (1.0 + (-*gi).exp()) * ui;
+        }
+    });
+}
+
+/// Store the batch's K and V rows for layer `l`, then compute each (token,
+/// head)'s attention output into `att_out`. Work items are the (token, head)
+/// pairs in row order, so each worker writes one contiguous slice of
+/// `att_out` and uses its own slice of `scores`.
+#[allow(clippy::too_many_arguments)]
+fn attention<T: KvElem>(
+    hp: &HParams,
+    layout: KvLayout,
+    store: &mut KvStore<T>,
+    l: usize,
+    batch: &[BatchToken],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    att_out: &mut [f32],
+    scores: &mut [f32],
+) {
+    let kvd = layout.kv_dim;
+    for (i, t) in batch.iter().enumerate() {
+        let at = layout.offset(t.seq, l, t.pos);
+        for (dst, src) in store.k[at..at + kvd].iter_mut().zip(&k[i * kvd..(i + 1) * kvd]) {
+            *dst = T::from_f32(*src);
+        }
+        for (dst, src) in store.v[at..at + kvd].iter_mut().zip(&v[i * kvd..(i + 1) * kvd]) {
+            *dst = T::from_f32(*src);
+        }
+    }
+
+    let (hd, n_head, n_gqa) = (hp.head_dim(), hp.n_head, hp.n_gqa());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let items = batch.len() * n_head;
+    let per_worker = items.div_ceil(ATT_WORKERS.min(items));
+    let (kc, vc) = (&store.k[..], &store.v[..]);
+    att_out[..items * hd]
+        .par_chunks_mut(per_worker * hd)
+        .zip(scores.par_chunks_mut(layout.n_ctx))
+        .enumerate()
+        .for_each(|(w, (out, scores))| {
+            for (j, out) in out.chunks_exact_mut(hd).enumerate() {
+                let item = w * per_worker + j;
+                let (t, h) = (&batch[item / n_head], item % n_head);
+                let qh = &q[item * hd..(item + 1) * hd];
+                // Rows of this sequence and layer, at this KV head.
+                let base = layout.offset(t.seq, l, 0) + (h / n_gqa) * hd;
+                let scores = &mut scores[..=t.pos];
+                for (p, sc) in scores.iter_mut().enumerate() {
+                    *sc = qh.iter().zip(&kc[base + p * kvd..][..hd]).map(|(&a, &b)| a * b.to_f32()).sum::<f32>() * scale;
+                }
+                softmax(scores);
+                out.fill(0.0);
+                for (p, &a) in scores.iter().enumerate() {
+                    for (o, &vv) in out.iter_mut().zip(&vc[base + p * kvd..][..hd]) {
+                        *o += a * vv.to_f32();
+                    }
+                }
+            }
+        });
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    x.iter_mut().for_each(|v| *v *= inv);
+}

@@ -1,1 +1,0 @@
-//! Llama SentencePiece BPE tokenizer built from GGUF metadata.
