@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod cli;
 pub mod convert;
+pub mod eval;
 pub mod gguf;
 pub mod model;
 pub mod sampling;

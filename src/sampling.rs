@@ -244,7 +244,14 @@ mod tests {
     fn fixed_seed_reproduces_and_seeds_differ() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
         let run = |seed| {
-            let mut s = sampler(SamplerParams { seed, temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() });
+            let mut s = sampler(SamplerParams {
+                seed,
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                ..Default::default()
+            });
             (0..50).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
@@ -255,7 +262,7 @@ mod tests {
     fn top_k_one_is_greedy() {
         let mut s = sampler(SamplerParams { temperature: 5.0, top_k: 1, ..Default::default() });
         for _ in 0..20 {
-            assert_eq!(s.sample(&mut vec![0.0, 3.0, 2.9, -4.0]), 1);
+            assert_eq!(s.sample(&mut [0.0, 3.0, 2.9, -4.0]), 1);
         }
     }
 
@@ -278,7 +285,14 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution() {
         let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
-        let mut s = sampler(SamplerParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, seed: 7, ..Default::default() });
+        let mut s = sampler(SamplerParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 7,
+            ..Default::default()
+        });
         let n = 20000;
         let ones = (0..n).filter(|_| s.sample(&mut logits.to_vec()) == 1).count();
         let frac = ones as f64 / n as f64;

@@ -365,9 +365,9 @@ fn tokenizer_json_fallback() {
     }
     let (a, b) = (ours.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap(), reference.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap());
     // Among normal pieces made by merges, a higher SentencePiece score means
-    // a higher score here too (all but a handful of ties in the original).
+    // a higher score here too (pieces with equal SentencePiece scores aside).
     let types = reference.get_i32_array("tokenizer.ggml.token_type").unwrap().unwrap();
     let merged: Vec<usize> = (0..a.len()).filter(|&i| types[i] == 1 && a[i] < 0.0).collect();
     let disagree = merged.windows(2).filter(|w| (a[w[0]] > a[w[1]]) != (b[w[0]] > b[w[1]]) && b[w[0]] != b[w[1]]).count();
-    assert!(merged.len() > 30000 && disagree < merged.len() / 100, "{disagree} of {}", merged.len());
+    assert!(merged.len() > 29000 && disagree == 0, "{disagree} of {}", merged.len());
 }

@@ -167,3 +167,60 @@ fn tensor_data_matches_the_hugging_face_checkpoint() {
         hf.chunks_exact(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect();
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn inspect_report_lists_tensors_and_bits_per_weight() {
+    let f = gguf("q4_0");
+    let r = qllama::cli::inspect::report(&f);
+    assert!(r.contains("GGUF v3"), "{r}");
+    let row = r.lines().find(|l| l.trim_start().starts_with("token_embd.weight")).unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols, ["token_embd.weight", "q4_0", "256", "x", "32000", "4608000"]);
+    // Long arrays are abbreviated: the count and the first tokens, not all.
+    let tokens = r.lines().find(|l| l.trim_start().starts_with("tokenizer.ggml.tokens")).unwrap();
+    assert!(tokens.contains("[string; 32000]") && tokens.contains("\"<s>\"") && tokens.ends_with("...]"), "{tokens}");
+    assert!(!r.contains("给"));
+    // 13032960 tensor bytes (file size minus the 727392-byte header) for
+    // 19400960 weights.
+    assert!(r.contains("19400960 weights in 13032960 bytes"), "{r}");
+    assert!(r.contains("5.374 bits per weight"), "{r}");
+}
+
+/// The fuzz seeds (written by llama.cpp's Python writer, tools/make_fuzz_seeds.py)
+/// are valid files: a check of our reader against another writer, including
+/// nested arrays and a non-default alignment.
+#[test]
+fn fuzz_seeds_written_by_gguf_py_read_back() {
+    let seeds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf_header");
+    let f = GgufFile::open(seeds.join("values.gguf")).unwrap();
+    assert_eq!(f.get("t.u8"), Some(&GgufValue::U8(200)));
+    assert_eq!(f.get("t.i16"), Some(&GgufValue::I16(-30000)));
+    assert_eq!(f.get("t.u64"), Some(&GgufValue::U64(1 << 63)));
+    assert_eq!(f.get("t.f64"), Some(&GgufValue::F64(-2.25)));
+    assert_eq!(f.get_str("t.string").unwrap(), Some("Grüße 🦙"));
+    assert_eq!(f.get_str_array("t.array.string").unwrap(), Some(vec!["<s>", "", "▁a"]));
+    assert_eq!(f.get_i32_array("t.array.i32").unwrap(), Some(vec![1, -2, 3]));
+    let (ty, outer) = f.get("t.array.nested").unwrap().as_array().unwrap();
+    assert_eq!((ty, outer.len()), (GgufValueType::Array, 2));
+    let inner: Vec<Vec<i64>> = outer
+        .iter()
+        .map(|v| v.as_array().unwrap().1.iter().map(|x| x.to_i64().unwrap()).collect())
+        .collect();
+    assert_eq!(inner, [vec![1, 2], vec![3]]);
+
+    let f = GgufFile::open(seeds.join("tensors.gguf")).unwrap();
+    assert_eq!(f.header.alignment, 64);
+    let q = f.tensor("q8_0").unwrap();
+    assert_eq!((q.info.dtype, q.data.len()), (GgmlDType::Q8_0, 34));
+    assert_eq!(f.tensor("f16").unwrap().info.dims, [3]);
+}
+
+/// The tokenizer fuzz target starts from this seed; if it did not build a
+/// tokenizer, the fuzzer would never get past the first check.
+#[test]
+fn tokenizer_fuzz_seed_builds_a_tokenizer() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf_tokenizer/vocab.gguf");
+    let f = GgufFile::open(&path).unwrap();
+    let tok = qllama::tokenizer::Tokenizer::from_gguf_header(&f.header, &f.path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tok.vocab_size(), 3 + 256 + 11);
+}

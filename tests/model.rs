@@ -24,7 +24,8 @@ fn greedy(model: &Model, tok: &Tokenizer, prompt: &str, n: usize, kv_type: KvTyp
     let n_ctx = 256;
     let mut kv = model.new_kv_cache(n_ctx, 1, kv_type).unwrap();
     let mut s = model.new_scratch(ids.len(), n_ctx);
-    let batch: Vec<BatchToken> = ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq: 0 }).collect();
+    let batch: Vec<BatchToken> =
+        ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq: 0 }).collect();
     model.forward(&batch, &mut kv, &mut s, LogitRows::Last).unwrap();
     let mut out = Vec::new();
     let mut pos = ids.len();
@@ -86,7 +87,9 @@ fn batch_modes_agree() {
     let ids = tok.encode("In the beginning God created the heaven and the earth.", true).unwrap();
     let n = ids.len();
     let n_vocab = model.hp.n_vocab;
-    let seq_batch = |seq| -> Vec<BatchToken> { ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq }).collect() };
+    let seq_batch = |seq| -> Vec<BatchToken> {
+        ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq }).collect()
+    };
 
     // One batch, all rows.
     let mut kv = model.new_kv_cache(64, 2, KvType::F32).unwrap();
@@ -249,7 +252,10 @@ fn bad_model_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let shows = |path: &Path, what: &str| {
         let e = load_error(path);
-        assert!(e.contains(&path.display().to_string()) && e.contains(what), "error {e:?} should name the file and {what:?}");
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains(what),
+            "error {e:?} should name the file and {what:?}"
+        );
     };
 
     // Untouched copy loads (so the edits below are what fails).
@@ -263,19 +269,25 @@ fn bad_model_files_give_clear_errors() {
     let e = load_error(&not_gguf);
     assert!(e.contains("not.gguf"), "{e}");
 
-    let arch = rewrite(dir.path(), "arch.gguf", |k| (k == "general.architecture").then(|| Edit::Set(V::String("gpt2".into()))));
+    let arch = rewrite(dir.path(), "arch.gguf", |k| {
+        (k == "general.architecture").then_some(Edit::Set(V::String("gpt2".into())))
+    });
     shows(&arch, "architecture 'gpt2' is not supported");
     let no_heads = rewrite(dir.path(), "heads.gguf", |k| (k == "llama.attention.head_count").then_some(Edit::Drop));
     shows(&no_heads, "llama.attention.head_count");
-    let gqa = rewrite(dir.path(), "gqa.gguf", |k| (k == "llama.attention.head_count_kv").then(|| Edit::Set(V::U32(3))));
+    let gqa =
+        rewrite(dir.path(), "gqa.gguf", |k| (k == "llama.attention.head_count_kv").then_some(Edit::Set(V::U32(3))));
     shows(&gqa, "not a multiple of the KV head count 3");
-    let vocab = rewrite(dir.path(), "vocab.gguf", |k| (k == "llama.vocab_size").then(|| Edit::Set(V::U32(31999))));
+    let vocab = rewrite(dir.path(), "vocab.gguf", |k| (k == "llama.vocab_size").then_some(Edit::Set(V::U32(31999))));
     shows(&vocab, "differs from the 32000 rows of token_embd");
-    let ffn = rewrite(dir.path(), "ffn.gguf", |k| (k == "llama.feed_forward_length").then(|| Edit::Set(V::U32(512))));
+    let ffn = rewrite(dir.path(), "ffn.gguf", |k| (k == "llama.feed_forward_length").then_some(Edit::Set(V::U32(512))));
     shows(&ffn, "blk.0.ffn_gate.weight has shape");
-    let eps = rewrite(dir.path(), "eps.gguf", |k| (k == "llama.attention.layer_norm_rms_epsilon").then(|| Edit::Set(V::F32(-1.0))));
+    let eps = rewrite(dir.path(), "eps.gguf", |k| {
+        (k == "llama.attention.layer_norm_rms_epsilon").then_some(Edit::Set(V::F32(-1.0)))
+    });
     shows(&eps, "layer_norm_rms_epsilon");
-    let rope = rewrite(dir.path(), "rope.gguf", |k| (k == "llama.rope.dimension_count").then(|| Edit::Set(V::U32(33))));
+    let rope =
+        rewrite(dir.path(), "rope.gguf", |k| (k == "llama.rope.dimension_count").then_some(Edit::Set(V::U32(33))));
     shows(&rope, "rope.dimension_count");
     let tensor = rewrite(dir.path(), "tensor.gguf", |k| (k == "blk.3.attn_v.weight").then_some(Edit::DropTensor));
     shows(&tensor, "blk.3.attn_v.weight");
@@ -299,5 +311,102 @@ fn unsupported_tensor_types_are_refused() {
             assert!(e.contains("q4_K") || e.contains("q6_K"), "{e}");
             assert!(e.contains("cannot compute"), "{e}");
         }
+    }
+}
+
+// ---- `qllama run` ----
+
+fn qllama(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qllama")).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn q8_path() -> String {
+    shared().join("tiny-llama2-gguf/tiny-llama2-q8_0.gguf").display().to_string()
+}
+
+#[test]
+fn run_greedy_streams_the_reference_completion() {
+    let m = q8_path();
+    let (ok, out, err) = qllama(&["run", "-m", &m, "-p", "And God said", "-n", "32", "--temp", "0"]);
+    assert!(ok, "{err}");
+    let cpp = json(&shared().join("tiny-llama2-gguf/reference.json"));
+    let want = cpp["files"]["tiny-llama2-q8_0.gguf"]["greedy_32"][1]["completion"].as_str().unwrap();
+    assert_eq!(out.trim_end_matches('\n'), want);
+    for stat in ["memory: needs", "loaded", "prompt: 4 tokens", "generation: 32 tokens", "tokens/s"] {
+        assert!(err.contains(stat), "stderr lacks {stat:?}: {err}");
+    }
+    // EOS stops early and says so.
+    let (ok, out, err) = qllama(&["run", "-m", &m, "-p", "The package manager", "-n", "32", "--temp", "0"]);
+    assert!(ok && out == " is the following.\n" && err.contains("end of text"), "{out:?} {err}");
+    // The end of the context stops the run and says so.
+    let (ok, out, err) = qllama(&["run", "-m", &m, "-p", "And God said", "-n", "32", "--temp", "0", "--ctx", "8"]);
+    assert!(ok && err.contains("end of the context (8 tokens)"), "{err}");
+    assert_eq!(out, " unto him, What is\n");
+}
+
+#[test]
+fn run_with_a_seed_reproduces() {
+    let m = q8_path();
+    let sample = |seed: &str| {
+        let (ok, out, err) = qllama(&[
+            "run",
+            "-m",
+            &m,
+            "-p",
+            "Once upon a time",
+            "-n",
+            "40",
+            "--temp",
+            "1.0",
+            "--seed",
+            seed,
+            "-t",
+            "1",
+        ]);
+        assert!(ok, "{err}");
+        out
+    };
+    let a = sample("3");
+    assert_eq!(a, sample("3"));
+    assert_ne!(a, sample("4"));
+}
+
+#[test]
+fn run_rejects_bad_input() {
+    let m = q8_path();
+    let dir = tempfile::tempdir().unwrap();
+    let bad_utf8 = dir.path().join("prompt.txt");
+    std::fs::write(&bad_utf8, b"ok \xff\xfe").unwrap();
+    let not_gguf = dir.path().join("x.gguf");
+    std::fs::write(&not_gguf, b"plain text, not a model").unwrap();
+    let arch = rewrite(dir.path(), "arch.gguf", |k| {
+        (k == "general.architecture").then(|| Edit::Set(qllama::gguf::GgufValue::String("falcon".into())))
+    });
+    let (bu, ng, ar) = (bad_utf8.display().to_string(), not_gguf.display().to_string(), arch.display().to_string());
+    let cases: &[(&[&str], &str)] = &[
+        (&["-m", "/no/such/model.gguf", "-p", "x"], "cannot open"),
+        (&["-m", &ng, "-p", "x"], "not a GGUF file"),
+        (&["-m", &ar, "-p", "x"], "architecture 'falcon' is not supported"),
+        (&["-m", &m, "-p", "And God said unto Moses", "--ctx", "4"], "longer than the context of 4"),
+        (&["-m", &m, "-f", &bu], "not valid UTF-8"),
+        (&["-m", &m, "-p", "x", "-n", "0"], "-n must be at least 1"),
+        (&["-m", &m, "-p", "x", "--temp", "-1"], "temperature"),
+        (&["-m", &m, "-p", "x", "--top-p", "0"], "top-p"),
+        (&["-m", &m, "-p", "x", "--min-p", "1.5"], "min-p"),
+        (&["-m", &m, "-p", "x", "--repeat-penalty", "0"], "repeat penalty"),
+        (&["-m", &m, "-p", "x", "--ctx", "2000000000"], "--force"),
+    ];
+    for (args, msg) in cases {
+        let mut full = vec!["run"];
+        full.extend_from_slice(args);
+        let (ok, _, err) = qllama(&full);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(err.contains(msg), "{args:?}: stderr {err:?} lacks {msg:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }

@@ -28,7 +28,8 @@ fn expected(case: &str, n: usize) -> Expected {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let tokens = st.tensor(&format!("tokens_{n}")).unwrap();
     assert_eq!(tokens.dtype(), safetensors::Dtype::I64);
-    let tokens = tokens.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect::<Vec<_>>();
+    let tokens =
+        tokens.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect::<Vec<_>>();
     let logits = st.tensor(&format!("logits_{n}")).unwrap();
     assert_eq!(logits.dtype(), safetensors::Dtype::F32);
     assert_eq!(logits.shape()[0], n);

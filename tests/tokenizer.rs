@@ -84,9 +84,7 @@ fn from_gguf() -> &'static Tokenizer {
 
 fn from_json() -> &'static Tokenizer {
     static T: OnceLock<Tokenizer> = OnceLock::new();
-    T.get_or_init(|| {
-        Tokenizer::from_tokenizer_json(&shared().join("models/llama2-tokenizer/tokenizer.json")).unwrap()
-    })
+    T.get_or_init(|| Tokenizer::from_tokenizer_json(&shared().join("models/llama2-tokenizer/tokenizer.json")).unwrap())
 }
 
 fn both() -> [(&'static str, &'static Tokenizer); 2] {
@@ -109,7 +107,12 @@ fn check_ids<'a>(name: &str, tok: &Tokenizer, items: impl Iterator<Item = (&'a s
             ));
         }
     }
-    assert!(bad.is_empty(), "{name}: {} of {n} texts differ from SentencePiece:\n{}", bad.len(), bad[..bad.len().min(5)].join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{name}: {} of {n} texts differ from SentencePiece:\n{}",
+        bad.len(),
+        bad[..bad.len().min(5)].join("\n")
+    );
 }
 
 #[test]
@@ -139,6 +142,53 @@ fn tricky_and_random_strings_match_sentencepiece() {
     let fx = fixture();
     for (name, tok) in both() {
         check_ids(name, tok, fx.cases.iter().map(|c| (c.text.as_str(), c.ids.as_slice())));
+    }
+}
+
+/// A tokenizer.json beside the .gguf is used instead of the metadata, and
+/// must agree with the GGUF on the vocabulary size.
+#[test]
+fn tokenizer_json_beside_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.gguf");
+    std::fs::copy(shared().join("models/tiny-llama2-gguf/tiny-llama2-q4_0.gguf"), &model).unwrap();
+    let json_src = shared().join("models/llama2-tokenizer/tokenizer.json");
+    let json = dir.path().join("tokenizer.json");
+    std::fs::copy(&json_src, &json).unwrap();
+
+    let file = GgufFile::open(&model).unwrap();
+    let tok = Tokenizer::from_gguf(&file).unwrap();
+    assert_eq!(tok.tokenizer_json(), Some(json.as_path()));
+    check_ids("beside", &tok, fixture().cases.iter().map(|c| (c.text.as_str(), c.ids.as_slice())));
+
+    // One token more than the GGUF's vocabulary.
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json_src).unwrap()).unwrap();
+    v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({
+        "id": 32000, "content": "<extra>", "single_word": false, "lstrip": false,
+        "rstrip": false, "normalized": false, "special": true
+    }));
+    std::fs::write(&json, v.to_string()).unwrap();
+    let msg = Tokenizer::from_gguf(&file).unwrap_err().to_string();
+    assert!(msg.contains("model.gguf") && msg.contains("has 32001 tokens but the GGUF vocabulary has 32000"), "{msg}");
+
+    std::fs::write(&json, "{ not json").unwrap();
+    let msg = Tokenizer::from_gguf(&file).unwrap_err().to_string();
+    assert!(msg.contains("tokenizer.json: cannot load tokenizer.json"), "{msg}");
+}
+
+/// With special-token parsing, `<s>`/`</s>` in a chat prompt are tokens and
+/// each text fragment gets its own dummy prefix. Expected ids from llama.cpp's
+/// `llama-tokenize` (which parses special tokens by default) on this file.
+#[test]
+fn encode_special_matches_llama_cpp() {
+    let text = "[INST] Hi [/INST] Hello! </s><s>[INST] Bye<s> [/INST]";
+    let want = [
+        1, 518, 25580, 29962, 6324, 518, 29914, 25580, 29962, 15043, 29991, 29871, 2, 1, 518, 25580, 29962, 2648, 29872,
+        1, 29871, 518, 29914, 25580, 29962,
+    ];
+    for (name, tok) in both() {
+        assert_eq!(tok.encode_special(text, true).unwrap(), want, "{name}");
+        assert_eq!(tok.encode_special("no specials", false).unwrap(), tok.encode("no specials", false).unwrap());
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`simd`] holds one file per instruction set; the best one is picked once
 //!   at start-up by runtime feature detection ([`simd::isa`]).
 //! - [`matmul`] is the only interface the runtime needs.
+//! - [`quantize`] quantizes whole tensors across threads (for the converter).
 
 pub mod dtype;
 pub mod formats;

@@ -24,13 +24,12 @@ pub fn quantize_rows_par(dtype: GgmlDType, src: &[f32], row_len: usize, dst: &mu
     let rows = src.len() / row_len;
     assert_eq!(dst.len(), rows * row_bytes, "{rows} rows of {dtype} need {} bytes", rows * row_bytes);
 
-    dst.par_chunks_mut(row_bytes * ROWS_PER_TASK)
-        .zip(src.par_chunks(row_len * ROWS_PER_TASK))
-        .for_each(|(dst, src)| {
-            for (d, s) in dst.chunks_exact_mut(row_bytes).zip(src.chunks_exact(row_len)) {
-                dtype.quantize_row(s, d);
-            }
-        });
+    let tasks = dst.par_chunks_mut(row_bytes * ROWS_PER_TASK).zip(src.par_chunks(row_len * ROWS_PER_TASK));
+    tasks.for_each(|(dst, src)| {
+        for (d, s) in dst.chunks_exact_mut(row_bytes).zip(src.chunks_exact(row_len)) {
+            dtype.quantize_row(s, d);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -140,7 +140,14 @@ fn dequantize_matches_gguf() {
             // Bit-exact, NaN payloads included; NaNs made by arithmetic
             // (0 * inf in blocks whose f16 scale overflowed) only as NaN.
             let same = a.to_bits() == g.to_bits() || (f.dtype.is_quantized() && a.is_nan() && g.is_nan());
-            assert!(same, "{} value {i} (case {}): ours {a:e} ({:#x}) gguf {g:e} ({:#x})", f.dtype, f.case_of(i), a.to_bits(), g.to_bits());
+            assert!(
+                same,
+                "{} value {i} (case {}): ours {a:e} ({:#x}) gguf {g:e} ({:#x})",
+                f.dtype,
+                f.case_of(i),
+                a.to_bits(),
+                g.to_bits()
+            );
         }
     }
 }
@@ -164,7 +171,8 @@ fn fixtures_cover_edge_cases() {
             m < 0.0
         };
         assert!(blocks.clone().any(neg_max), "{}: no block with a negative maximum", f.dtype);
-        let d_overflow = f.ggml.chunks(f.dtype.type_size()).any(|b| half::f16::from_le_bytes([b[0], b[1]]).is_infinite());
+        let d_overflow =
+            f.ggml.chunks(f.dtype.type_size()).any(|b| half::f16::from_le_bytes([b[0], b[1]]).is_infinite());
         assert!(d_overflow, "{}: no block whose f16 scale overflows", f.dtype);
     }
 }
@@ -220,9 +228,12 @@ fn round_trip_error_is_bounded() {
                     GgmlDType::BF16 => amax * 2f64.powi(-8),
                     _ => unreachable!(),
                 };
-                for (j, (&a, &b)) in xb.iter().zip(yb).enumerate() {
-                    let err = (a as f64 - b as f64).abs();
-                    assert!(err <= bound * (1.0 + 1e-5), "{dtype} scale {scale} block {b}[{j}]: {a} -> {b}, error {err:e} > {bound:e}");
+                for (j, (&xv, &yv)) in xb.iter().zip(yb).enumerate() {
+                    let err = (xv as f64 - yv as f64).abs();
+                    assert!(
+                        err <= bound * (1.0 + 1e-5),
+                        "{dtype} scale {scale} block {b}[{j}]: {xv} -> {yv}, error {err:e} > {bound:e}"
+                    );
                 }
             }
             // Symmetric formats put the largest magnitude exactly on the
@@ -293,7 +304,13 @@ fn type_table() {
         assert_eq!(t.bits_per_weight(), 8.0 * ts as f64 / bs as f64);
     }
     let names: Vec<_> = GgmlDType::ALL.iter().map(|t| t.name()).collect();
-    assert_eq!(names, ["f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K", "bf16"]);
+    assert_eq!(
+        names,
+        [
+            "f32", "f16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K",
+            "q8_K", "bf16"
+        ]
+    );
     assert_eq!(GgmlDType::from_id(4), None, "ids 4 and 5 (Q4_2, Q4_3) were removed");
     assert_eq!(GgmlDType::from_id(5), None);
     assert_eq!(GgmlDType::from_name("q4_3"), None);
@@ -315,7 +332,13 @@ fn type_table() {
 /// block's values are `d * q + m`, and `s` is Q8_1's stored sum.
 fn decode(t: GgmlDType, b: &[u8]) -> (f64, f64, f64, [i32; 32]) {
     let h = |i: usize| half::f16::from_le_bytes([b[i], b[i + 1]]).to_f64();
-    let nib = |qs: &[u8], i: usize| if i < 16 { (qs[i] & 15) as i32 } else { (qs[i - 16] >> 4) as i32 };
+    let nib = |qs: &[u8], i: usize| {
+        if i < 16 {
+            (qs[i] & 15) as i32
+        } else {
+            (qs[i - 16] >> 4) as i32
+        }
+    };
     let hi = |qh: &[u8], i: usize| ((u32::from_le_bytes(qh.try_into().unwrap()) >> i) & 1) as i32;
     match t {
         GgmlDType::Q4_0 => (h(0), 0.0, 0.0, std::array::from_fn(|i| nib(&b[2..], i) - 8)),

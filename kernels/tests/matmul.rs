@@ -157,7 +157,7 @@ fn qmatrix_rejects_bad_shapes() {
     // Rows that are not a whole number of blocks.
     assert!(err(QMatrix::new(GgmlDType::Q4_0, 4, 36, bytes)).contains("not a whole number of q4_0 blocks"));
     // A type without a kernel.
-    assert!(err(QMatrix::new(GgmlDType::Q4K, 1, 256, &Aligned::zeroed(144).as_ref()[..])).contains("no matmul kernel"));
+    assert!(err(QMatrix::new(GgmlDType::Q4K, 1, 256, Aligned::zeroed(144).as_ref())).contains("no matmul kernel"));
     // A size that overflows instead of allocating or wrapping around.
     assert!(err(QMatrix::new(GgmlDType::Q8_0, usize::MAX / 2, 64, bytes)).contains("overflows"));
     // Misaligned data.

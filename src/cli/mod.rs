@@ -4,8 +4,10 @@
 use clap::{Parser, Subcommand};
 
 pub mod chat;
+pub mod common;
 pub mod convert;
 pub mod inspect;
+pub mod perplexity;
 pub mod quantize;
 pub mod run;
 pub mod tokenize;
@@ -31,6 +33,8 @@ pub enum Command {
     Run(run::Args),
     /// Chat interactively (or from piped input).
     Chat(chat::Args),
+    /// Perplexity of a text (and KL divergence against saved logits), as llama-perplexity.
+    Perplexity(perplexity::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenize(a) => tokenize::run(a),
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
     }
 }

@@ -28,19 +28,19 @@ pub struct Args {
     #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
     pub n_predict: usize,
     /// Sampling temperature; 0 = greedy (deterministic).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temp: f32,
     /// Keep only the K most likely tokens (0 = all).
     #[arg(long, default_value_t = 40)]
     pub top_k: usize,
     /// Nucleus sampling threshold in (0, 1] (1 = off).
-    #[arg(long, default_value_t = 0.95)]
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens below this fraction of the top probability, in [0, 1] (0 = off).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Penalty for repeating recent tokens (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repeat_penalty: f32,
     /// How many recent tokens the repeat penalty looks at.
     #[arg(long, default_value_t = 64)]
@@ -110,9 +110,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             threads,
             kv_type
         );
-        if params.temperature > 0.0 {
-            eprintln!("seed: {seed}");
-        }
         generate(&model, &tok, &prompt, n_ctx, kv_type, params, args.n_predict)
     })
 }
@@ -136,6 +133,9 @@ fn generate(
     }
     let mut kv = model.new_kv_cache(n_ctx, 1, kv_type)?;
     let mut s = model.new_scratch(MAX_BATCH.min(ids.len()), n_ctx);
+    if params.temperature > 0.0 {
+        eprintln!("seed: {}", params.seed);
+    }
     let mut sampler = Sampler::new(params)?;
 
     // The prompt, in batches; logits only for its last token.
@@ -182,7 +182,9 @@ fn generate(
     let gen_s = t1.elapsed().as_secs_f64();
 
     match stop {
-        "context full" => eprintln!("stopped: reached the end of the context ({n_ctx} tokens); use a larger --ctx for more"),
+        "context full" => {
+            eprintln!("stopped: reached the end of the context ({n_ctx} tokens); use a larger --ctx for more")
+        }
         "end of text" => eprintln!("stopped: end of text"),
         _ => {}
     }
@@ -192,11 +194,7 @@ fn generate(
         prompt_s,
         ids.len() as f64 / prompt_s.max(1e-9)
     );
-    eprintln!(
-        "generation: {n_gen} tokens in {:.3}s ({:.1} tokens/s)",
-        gen_s,
-        n_eval.max(1) as f64 / gen_s.max(1e-9)
-    );
+    eprintln!("generation: {n_gen} tokens in {:.3}s ({:.1} tokens/s)", gen_s, n_eval.max(1) as f64 / gen_s.max(1e-9));
     Ok(())
 }
 
@@ -206,7 +204,11 @@ fn read_prompt(args: &Args) -> anyhow::Result<String> {
         (None, Some(f)) => {
             let bytes = std::fs::read(f).with_context(|| format!("cannot read prompt file {}", f.display()))?;
             String::from_utf8(bytes).map_err(|e| {
-                anyhow::anyhow!("prompt file {} is not valid UTF-8 (byte {})", f.display(), e.utf8_error().valid_up_to())
+                anyhow::anyhow!(
+                    "prompt file {} is not valid UTF-8 (byte {})",
+                    f.display(),
+                    e.utf8_error().valid_up_to()
+                )
             })
         }
         (None, None) => bail!("give a prompt with -p TEXT or -f FILE"),

@@ -18,7 +18,7 @@ use crate::gguf::{GgufValue, GgufWriter, TensorPlan};
 use anyhow::{bail, Context, Result};
 use config::{HParams, RopeScaling};
 use names::Role;
-use qllama_kernels::GgmlDType;
+use qllama_kernels::{quantize_rows_par, GgmlDType};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -117,13 +117,6 @@ pub fn tensor_type(out: OutType, kind: TensorKind, row_len: usize) -> GgmlDType 
     } else {
         GgmlDType::F16
     }
-}
-
-/// Quantize whole rows of `src` into `dst`, rows spread across rayon threads.
-pub fn quantize_rows(dtype: GgmlDType, src: &[f32], row_len: usize, dst: &mut [u8]) {
-    let row_bytes = dtype.row_bytes(row_len).expect("row length is a whole number of blocks");
-    debug_assert_eq!(src.len() / row_len * row_bytes, dst.len());
-    src.par_chunks(row_len).zip(dst.par_chunks_mut(row_bytes)).for_each(|(s, d)| dtype.quantize_row(s, d));
 }
 
 pub struct ConvertOptions {
@@ -233,11 +226,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
     Ok(Summary { tensors: jobs.len(), params, bytes: std::fs::metadata(&opts.out).map(|m| m.len()).unwrap_or(total) })
 }
 
-/// Bytes of a planned tensor's data.
+/// Bytes of a planned tensor's data (plans are validated before writing).
 fn plan_bytes(p: &TensorPlan) -> u64 {
-    let row = p.dims[0] as usize;
-    let rows: u64 = p.dims[1..].iter().product();
-    p.dtype.row_bytes(row).map_or(0, |b| b as u64 * rows)
+    p.byte_size().unwrap_or(0)
 }
 
 /// Write a `rows × cols` tensor as `dtype`, a chunk of rows at a time:
@@ -256,13 +247,17 @@ fn stream_rows(
         .ok_or_else(|| std::io::Error::other(format!("row of {cols} is not whole {} blocks", dtype.name())))?;
     let chunk_rows = (CHUNK_F32_BYTES / 4 / cols).clamp(1, rows.max(1));
     let mut f32_buf = vec![0f32; chunk_rows * cols];
-    let mut out_buf = vec![0u8; chunk_rows * row_bytes];
+    // The kernels cast the output to blocks, which need 4-byte alignment at
+    // most: over-allocate and start at an aligned offset (no unsafe needed).
+    let mut out_alloc = vec![0u8; chunk_rows * row_bytes + 3];
+    let off = out_alloc.as_ptr().align_offset(4);
+    let out_buf = &mut out_alloc[off..off + chunk_rows * row_bytes];
     let mut r0 = 0;
     while r0 < rows {
         let n = chunk_rows.min(rows - r0);
         let (src, dst) = (&mut f32_buf[..n * cols], &mut out_buf[..n * row_bytes]);
         src.par_chunks_mut(cols).enumerate().for_each(|(k, row)| fill(r0 + k, row));
-        quantize_rows(dtype, src, cols, dst);
+        quantize_rows_par(dtype, src, cols, dst);
         sink.write_all(dst)?;
         bar.inc(dst.len() as u64);
         r0 += n;
@@ -361,7 +356,8 @@ fn sampling_metadata(dir: &Path) -> Result<Vec<(String, GgufValue)>> {
     let mut md = Vec::new();
     let int = |x: &serde_json::Value| x.as_i64().and_then(|i| i32::try_from(i).ok()).map(GgufValue::I32);
     let float = |x: &serde_json::Value| x.as_f64().map(|f| GgufValue::F32(f as f32));
-    let keys: [(&str, &str, &dyn Fn(&serde_json::Value) -> Option<GgufValue>); 6] = [
+    type Conv<'a> = &'a dyn Fn(&serde_json::Value) -> Option<GgufValue>;
+    let keys: [(&str, &str, Conv); 6] = [
         ("top_k", "top_k", &int),
         ("top_p", "top_p", &float),
         ("min_p", "min_p", &float),
@@ -370,7 +366,7 @@ fn sampling_metadata(dir: &Path) -> Result<Vec<(String, GgufValue)>> {
         ("repetition_penalty", "penalty_repeat", &float),
     ];
     for (json_key, gguf_key, conv) in keys {
-        if let Some(val) = v.get(json_key).and_then(|x| conv(x)) {
+        if let Some(val) = v.get(json_key).and_then(conv) {
             md.push((format!("general.sampling.{gguf_key}"), val));
         }
     }

@@ -23,6 +23,9 @@ pub fn requantize(input: &Path, out: &Path, out_type: OutType, force: bool, prog
 
     let mut params = 0u64;
     for t in src.tensors() {
+        if t.dims.contains(&0) {
+            bail!("{}: tensor {} has an empty dimension {:?}", input.display(), t.name, t.dims);
+        }
         params += t.n_elements();
         let is_weight = t.dims.len() >= 2 && !t.name.ends_with("_norm.weight");
         let dtype = if !is_weight {

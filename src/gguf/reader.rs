@@ -148,7 +148,7 @@ impl<'a> Cursor<'a> {
 
     fn string(&mut self, what: &str) -> Parse<String> {
         let start = self.pos;
-        let len = self.u64(&format!("{what} length"))?;
+        let len = self.u64(what)?;
         let rem = self.remaining();
         if len > rem as u64 {
             return Err(format!(

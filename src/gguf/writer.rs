@@ -30,11 +30,16 @@ impl TensorPlan {
     }
 }
 
-#[derive(Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, GgufValue)>,
     tensors: Vec<TensorPlan>,
     alignment: u32,
+}
+
+impl Default for GgufWriter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Counts what passes through, so that padding can be computed while

@@ -106,7 +106,13 @@ impl Model {
 
     /// Everything that could make a batch fail, checked before anything is
     /// changed.
-    fn check_batch(&self, batch: &[BatchToken], kv: &KvCache, s: &Scratch, want: LogitRows<'_>) -> Result<(), ForwardError> {
+    fn check_batch(
+        &self,
+        batch: &[BatchToken],
+        kv: &KvCache,
+        s: &Scratch,
+        want: LogitRows<'_>,
+    ) -> Result<(), ForwardError> {
         let n = batch.len();
         if n == 0 {
             return Err(ForwardError::EmptyBatch);
@@ -115,8 +121,12 @@ impl Model {
             return Err(ForwardError::BatchTooLarge { got: n, max: s.max_batch.min(ALL_ROWS.len()) });
         }
         let l = kv.layout;
-        if l.n_layer != self.hp.n_layer || l.kv_dim != self.hp.kv_dim() || s.n_ctx < l.n_ctx || s.n_vocab != self.hp.n_vocab
-            || s.x.len() < s.max_batch * self.hp.n_embd || s.hb.len() < s.max_batch * self.hp.n_ff
+        if l.n_layer != self.hp.n_layer
+            || l.kv_dim != self.hp.kv_dim()
+            || s.n_ctx < l.n_ctx
+            || s.n_vocab != self.hp.n_vocab
+            || s.x.len() < s.max_batch * self.hp.n_embd
+            || s.hb.len() < s.max_batch * self.hp.n_ff
         {
             return Err(ForwardError::Mismatch);
         }
@@ -139,7 +149,8 @@ impl Model {
                 None => t.pos <= kv.seq_len(t.seq),
             };
             if !ok {
-                let expected = batch[..i].iter().rev().find(|p| p.seq == t.seq).map_or(kv.seq_len(t.seq), |p| p.pos + 1);
+                let expected =
+                    batch[..i].iter().rev().find(|p| p.seq == t.seq).map_or(kv.seq_len(t.seq), |p| p.pos + 1);
                 return Err(ForwardError::PositionGap { seq: t.seq, pos: t.pos, expected });
             }
         }
@@ -260,7 +271,8 @@ fn attention<T: KvElem>(
                 let base = layout.offset(t.seq, l, 0) + (h / n_gqa) * hd;
                 let scores = &mut scores[..=t.pos];
                 for (p, sc) in scores.iter_mut().enumerate() {
-                    *sc = qh.iter().zip(&kc[base + p * kvd..][..hd]).map(|(&a, &b)| a * b.to_f32()).sum::<f32>() * scale;
+                    *sc =
+                        qh.iter().zip(&kc[base + p * kvd..][..hd]).map(|(&a, &b)| a * b.to_f32()).sum::<f32>() * scale;
                 }
                 softmax(scores);
                 out.fill(0.0);

@@ -77,7 +77,9 @@ impl HParams {
             .get_f32("llama.attention.layer_norm_rms_epsilon")?
             .ok_or_else(|| file.error("missing metadata llama.attention.layer_norm_rms_epsilon"))?;
         if !(rms_eps.is_finite() && rms_eps > 0.0) {
-            return Err(file.error(format!("llama.attention.layer_norm_rms_epsilon {rms_eps} is not a positive number")));
+            return Err(
+                file.error(format!("llama.attention.layer_norm_rms_epsilon {rms_eps} is not a positive number"))
+            );
         }
         let rope_freq_base = file.get_f32("llama.rope.freq_base")?.unwrap_or(10000.0);
         if !(rope_freq_base.is_finite() && rope_freq_base > 1.0) {
@@ -132,7 +134,7 @@ fn rope_scale(file: &GgufFile) -> Result<f32, GgufError> {
     let factor = match factor {
         None => 1.0,
         // llama.cpp treats a factor of 0 as "unset".
-        Some(f) if f == 0.0 => 1.0,
+        Some(0.0) => 1.0,
         Some(f) if f.is_finite() && f > 0.0 => f,
         Some(f) => return Err(file.error(format!("rope scaling factor {f} is not a positive number"))),
     };

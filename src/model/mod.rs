@@ -240,7 +240,12 @@ pub const MAX_BATCH: usize = 512;
 
 /// Memory needed to run `file` with a cache of `n_ctx` positions for one
 /// sequence and batches of up to `max_batch` tokens.
-pub fn estimate_memory(file: &GgufFile, n_ctx: usize, kv_type: KvType, max_batch: usize) -> Result<MemoryEstimate, GgufError> {
+pub fn estimate_memory(
+    file: &GgufFile,
+    n_ctx: usize,
+    kv_type: KvType,
+    max_batch: usize,
+) -> Result<MemoryEstimate, GgufError> {
     let hp = HParams::from_gguf(file)?;
     let weights = file.tensors().iter().map(|t| t.size).sum();
     let kv_cache = kv_cache_bytes(&hp, n_ctx, 1, kv_type)

@@ -90,12 +90,10 @@ impl Tokenizer {
         Self::from_json_with_header(path, None)
     }
 
-    fn from_json_with_header(
-        json: &Path,
-        gguf: Option<(&GgufHeader, &Path)>,
-    ) -> Result<Tokenizer, TokenizerError> {
+    fn from_json_with_header(json: &Path, gguf: Option<(&GgufHeader, &Path)>) -> Result<Tokenizer, TokenizerError> {
         let err = |msg: String| TokenizerError::new(json, msg);
-        let mut hf = tokenizers::Tokenizer::from_file(json).map_err(|e| err(format!("cannot load tokenizer.json: {e}")))?;
+        let mut hf =
+            tokenizers::Tokenizer::from_file(json).map_err(|e| err(format!("cannot load tokenizer.json: {e}")))?;
         // `<s>` typed in a prompt is text, as in SentencePiece, not a control token.
         hf.set_encode_special_tokens(true);
         let (pieces, types) = vocab::pieces_from_hf(&hf).map_err(err)?;
@@ -151,6 +149,34 @@ impl Tokenizer {
             ids.push(self.special.bos);
         }
         ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Like [`Tokenizer::encode`], but control-token text in `text` (`<s>`,
+    /// `</s>`, ...) becomes those tokens, as llama.cpp does when it parses
+    /// special tokens (for chat templates that spell out `<s>`). Each text
+    /// fragment is encoded on its own, with its own leading `▁`.
+    pub fn encode_special(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
+        let controls: Vec<(u32, &str)> = (0..self.pieces.len() as u32)
+            .filter(|&id| self.types[id as usize] == TokenType::Control)
+            .map(|id| (id, self.piece(id)))
+            .collect();
+        let mut ids = if add_bos { vec![self.special.bos] } else { Vec::new() };
+        let (mut start, mut pos) = (0, 0);
+        while pos < text.len() {
+            // The longest control piece starting here, if any.
+            let found = controls.iter().filter(|(_, p)| text[pos..].starts_with(p)).max_by_key(|(_, p)| p.len());
+            match found {
+                Some(&(id, p)) => {
+                    ids.extend(self.encode(&text[start..pos], false)?);
+                    ids.push(id);
+                    pos += p.len();
+                    start = pos;
+                }
+                None => pos += text[pos..].chars().next().map_or(1, char::len_utf8),
+            }
+        }
+        ids.extend(self.encode(&text[start..], false)?);
         Ok(ids)
     }
 

@@ -146,7 +146,9 @@ impl Vocab {
                 .map(|(i, v)| match v {
                     GgufValue::F32(s) if !s.is_nan() => Ok(*s),
                     GgufValue::F32(_) => Err(err(format!("{KEY_SCORES}[{i}] is NaN"))),
-                    other => Err(err(format!("{KEY_SCORES} should be an array of f32, found {}", describe_elem(other)))),
+                    other => {
+                        Err(err(format!("{KEY_SCORES} should be an array of f32, found {}", describe_elem(other))))
+                    }
                 })
                 .collect::<Result<Vec<f32>, _>>()?,
             Some(v) => return Err(err(format!("{KEY_SCORES} should be an array of f32, found {}", describe(v)))),
@@ -158,10 +160,7 @@ impl Vocab {
         let types = match header.get(KEY_TYPES) {
             // Without types: byte pieces by their form, everything else normal
             // (control and unknown tokens are set from the special ids later).
-            None => pieces
-                .iter()
-                .map(|p| parse_byte_piece(p).map_or(TokenType::Normal, TokenType::Byte))
-                .collect(),
+            None => pieces.iter().map(|p| parse_byte_piece(p).map_or(TokenType::Normal, TokenType::Byte)).collect(),
             Some(GgufValue::Array(_, items)) => {
                 if items.len() != n {
                     return Err(err(format!("{KEY_TYPES} has {} entries but {KEY_TOKENS} has {n}", items.len())));
@@ -240,12 +239,8 @@ fn describe_elem(v: &GgufValue) -> String {
 /// SentencePiece (control, byte, unknown and unused pieces never merge).
 pub fn implied_merges(pieces: &[String], types: &[TokenType], scores: &[f32]) -> Vec<(String, String)> {
     let mergeable = |i: usize| matches!(types.get(i), Some(TokenType::Normal | TokenType::UserDefined));
-    let ids: HashMap<&str, usize> = pieces
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| mergeable(i))
-        .map(|(i, p)| (p.as_str(), i))
-        .collect();
+    let ids: HashMap<&str, usize> =
+        pieces.iter().enumerate().filter(|&(i, _)| mergeable(i)).map(|(i, p)| (p.as_str(), i)).collect();
     // (score, left id, right id); collected in piece-id order.
     let mut found: Vec<(f32, usize, usize)> = Vec::new();
     for (i, piece) in pieces.iter().enumerate().filter(|&(i, _)| mergeable(i)) {
@@ -281,10 +276,7 @@ fn id_key(header: &GgufHeader, path: &Path, key: &str, n: usize) -> Result<Optio
     let Some(v) = header.get(key) else { return Ok(None) };
     match as_int(v) {
         Some(id) if (0..n as i128).contains(&id) => Ok(Some(id as u32)),
-        Some(id) => Err(TokenizerError::new(
-            path,
-            format!("{key} = {id} is outside the vocabulary ({n} tokens)"),
-        )),
+        Some(id) => Err(TokenizerError::new(path, format!("{key} = {id} is outside the vocabulary ({n} tokens)"))),
         None => Err(TokenizerError::new(path, format!("{key} should be an integer, found {}", describe(v)))),
     }
 }
@@ -313,7 +305,9 @@ impl SpecialIds {
             } else {
                 Err(TokenizerError::new(
                     path,
-                    format!("no tokenizer.ggml.{what}_token_id and the default {id} is outside the vocabulary ({n} tokens)"),
+                    format!(
+                        "no tokenizer.ggml.{what}_token_id and the default {id} is outside the vocabulary ({n} tokens)"
+                    ),
                 ))
             }
         };

@@ -64,7 +64,7 @@ fn dot_offset<X: BlockMin, Y: BlockSum>(x: &[X], y: &[Y]) -> f32 {
     assert_eq!(x.len(), y.len());
     let mut sumf = 0.0f32;
     for (a, b) in x.iter().zip(y) {
-        sumf += (a.d() * b.d()) * sumi(&a.ints(), &b.ints()) as f32 + a.m() * b.s() * 0.999;
+        sumf += (a.d() * b.d()) * sumi(&a.ints(), &b.ints()) as f32 + a.m() * b.s();
     }
     sumf
 }

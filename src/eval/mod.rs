@@ -1,0 +1,7 @@
+//! Accuracy measurement: perplexity by llama.cpp's method, and KL divergence
+//! against a full-precision model's saved logits.
+
+pub mod kl;
+pub mod perplexity;
+
+pub use perplexity::{perplexity, PerplexityOptions, PerplexityResult};
