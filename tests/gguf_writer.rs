@@ -93,7 +93,7 @@ fn round_trip_of_every_value_type_and_tensor_layout() {
             w.add_tensor(p.clone());
         }
         write_all_tensors(&w, &path, false).unwrap();
-        assert_eq!(entries(dir.path()), [path.clone()], "temporary file left behind");
+        assert_eq!(entries(dir.path()), std::slice::from_ref(&path), "temporary file left behind");
 
         let f = GgufFile::open(&path).unwrap();
         let align = alignment.unwrap_or(32) as u64;
@@ -165,7 +165,7 @@ fn refuses_to_overwrite_unless_asked() {
     let msg = write_all_tensors(&w, &path, false).unwrap_err().to_string();
     assert!(msg.contains("exists.gguf") && msg.contains("already exists"), "{msg}");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
-    assert_eq!(entries(dir.path()), [path.clone()]);
+    assert_eq!(entries(dir.path()), std::slice::from_ref(&path));
 
     write_all_tensors(&w, &path, true).unwrap();
     assert_eq!(GgufFile::open(&path).unwrap().tensor("t").unwrap().data, fill(0, 16).as_slice());
@@ -213,7 +213,8 @@ fn refuses_to_write_what_the_reader_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.gguf");
     let nested = (0..=MAX_ARRAY_DEPTH).fold(V::U8(1), |v, _| V::Array(v.value_type(), vec![v]));
-    let cases: Vec<(Box<dyn Fn(&mut GgufWriter)>, &str)> = vec![
+    type Spoil = Box<dyn Fn(&mut GgufWriter)>;
+    let cases: Vec<(Spoil, &str)> = vec![
         (Box::new(|w| w.add_tensor(plan("a", &[16], GgmlDType::F32))), "duplicate tensor name `a`"),
         (Box::new(|w| w.add_tensor(plan("q", &[33], GgmlDType::Q4_0))), "row length 33 is not a multiple of the block size 32"),
         (Box::new(|w| w.add_tensor(plan("five", &[1, 1, 1, 1, 1], GgmlDType::F32))), "5 dimensions"),

@@ -183,8 +183,8 @@ fn tokenizer_json_beside_gguf() {
 fn encode_special_matches_llama_cpp() {
     let text = "[INST] Hi [/INST] Hello! </s><s>[INST] Bye<s> [/INST]";
     let want = [
-        1, 518, 25580, 29962, 6324, 518, 29914, 25580, 29962, 15043, 29991, 29871, 2, 1, 518, 25580, 29962, 2648, 29872,
-        1, 29871, 518, 29914, 25580, 29962,
+        1, 518, 25580, 29962, 6324, 518, 29914, 25580, 29962, 15043, 29991, 29871, 2, 1, 518, 25580, 29962, 2648,
+        29872, 1, 29871, 518, 29914, 25580, 29962,
     ];
     for (name, tok) in both() {
         assert_eq!(tok.encode_special(text, true).unwrap(), want, "{name}");
@@ -535,4 +535,42 @@ fn odd_values_never_panic() {
     assert_eq!(t.encode("a😀", false).unwrap(), [5, 0]);
     assert_eq!(t.token_type(1), Some(TokenType::Control));
     assert_eq!(t.decode(&[1, 5, 6, 2]), "ab");
+}
+
+// ---- qllama tokenize -----------------------------------------------------------
+
+fn qllama(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_qllama")).args(args).output().unwrap()
+}
+
+#[test]
+fn cli_tokenize() {
+    let model = gguf_path();
+    let case = fixture().cases.iter().find(|c| c.text == "Hello world").unwrap();
+    let out = qllama(&[
+        "tokenize".as_ref(),
+        "-m".as_ref(),
+        model.as_ref(),
+        "-p".as_ref(),
+        "Hello world".as_ref(),
+        "--ids".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<String> =
+        std::iter::once(fixture().bos_id).chain(case.ids.iter().copied()).map(|i| i.to_string()).collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("[{}]\n", want.join(", ")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, "A\n").unwrap();
+    let out = qllama(&["tokenize".as_ref(), "-m".as_ref(), model.as_ref(), "-f".as_ref(), text.as_ref()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // <s>, ▁A, <0x0A> (shown as the newline itself, as llama-tokenize does)
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "     1 -> '<s>'\n   319 -> ' A'\n    13 -> '\n'\n");
+
+    std::fs::write(&text, b"ok \xff bad").unwrap();
+    let out = qllama(&["tokenize".as_ref(), "-m".as_ref(), model.as_ref(), "-f".as_ref(), text.as_ref()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("text.txt: not valid UTF-8 (invalid byte at offset 3)"), "{err}");
 }

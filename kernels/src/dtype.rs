@@ -1,9 +1,7 @@
 //! The type table: ggml's numeric type ids mapped to their traits.
 //!
-//! Like ggml's `type_traits[]`, each type is described once. Supported types
-//! get their traits generically from their [`GgmlType`] declaration; types we
-//! only know the size of (so files holding them can be parsed and inspected)
-//! have no functions yet.
+//! Like ggml's `type_traits[]`, each type is described once, its traits
+//! derived generically from its [`GgmlType`] declaration.
 
 use crate::formats::{self, GgmlType};
 use crate::simd::Isa;
@@ -64,20 +62,6 @@ const fn declared<T: GgmlType>(name: &'static str, is_quantized: bool) -> TypeTr
     }
 }
 
-/// Traits of a type we can size but not compute with (yet).
-const fn size_only(name: &'static str, block_size: usize, type_size: usize) -> TypeTraits {
-    TypeTraits {
-        name,
-        block_size,
-        type_size,
-        is_quantized: true,
-        vec_dot_type: GgmlDType::Q8K,
-        to_float: None,
-        from_float: None,
-        vec_dot: None,
-    }
-}
-
 impl GgmlDType {
     /// Every type in the table, in id order.
     pub const ALL: [GgmlDType; 15] = [
@@ -111,12 +95,13 @@ impl GgmlDType {
             Self::Q5_1 => declared::<BlockQ5_1>("q5_1", true),
             Self::Q8_0 => declared::<BlockQ8_0>("q8_0", true),
             Self::Q8_1 => declared::<BlockQ8_1>("q8_1", true),
-            Self::Q2K => size_only("q2_K", 256, 84),
-            Self::Q3K => size_only("q3_K", 256, 110),
-            Self::Q4K => size_only("q4_K", 256, 144),
-            Self::Q5K => size_only("q5_K", 256, 176),
-            Self::Q6K => size_only("q6_K", 256, 210),
-            Self::Q8K => size_only("q8_K", 256, 292),
+            Self::Q2K => declared::<BlockQ2K>("q2_K", true),
+            Self::Q3K => declared::<BlockQ3K>("q3_K", true),
+            Self::Q4K => declared::<BlockQ4K>("q4_K", true),
+            Self::Q5K => declared::<BlockQ5K>("q5_K", true),
+            Self::Q6K => declared::<BlockQ6K>("q6_K", true),
+            // Activation-only, as in ggml: no matmul takes Q8_K weights.
+            Self::Q8K => TypeTraits { vec_dot: None, ..declared::<BlockQ8K>("q8_K", true) },
         }
     }
 

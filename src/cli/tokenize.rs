@@ -25,6 +25,11 @@ pub struct Args {
     /// Do not add BOS, even when the model asks for it.
     #[arg(long)]
     pub no_bos: bool,
+    /// Read control-token text such as `<s>` as those tokens (llama-tokenize's
+    /// default); without it the text is tokenized as plain text, as
+    /// SentencePiece does.
+    #[arg(long)]
+    pub special: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -35,7 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let file = GgufFile::open(&args.model)?;
     let tok = Tokenizer::from_gguf(&file)?;
-    let ids = tok.encode(&text, tok.add_bos() && !args.no_bos)?;
+    let add_bos = tok.add_bos() && !args.no_bos;
+    let ids = if args.special { tok.encode_special(&text, add_bos)? } else { tok.encode(&text, add_bos)? };
     if args.ids {
         let list: Vec<String> = ids.iter().map(u32::to_string).collect();
         println!("[{}]", list.join(", "));

@@ -155,7 +155,7 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
         bail!("{}: missing (is this a Hugging Face checkpoint folder?)", config_path.display());
     }
     let hp = HParams::from_file(&config_path)?;
-    let ck = safetensors::Checkpoint::open(dir)?;
+    let mut ck = safetensors::Checkpoint::open(dir)?;
 
     let mut inputs: Vec<PathBuf> = vec![config_path.clone()];
     inputs.extend(ck.paths().map(Path::to_path_buf));
@@ -208,8 +208,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
 
     let total: u64 = writer.tensors().iter().map(plan_bytes).sum();
     let bar = progress_bar(opts.progress, total);
+    ck.advise_sequential();
     writer.write(&opts.out, opts.force, |i, plan, sink| {
         let job = &jobs[i];
+        if i > 0 {
+            ck.release(&jobs[i - 1].src);
+        }
         bar.set_message(format!("{}/{} {}", i + 1, jobs.len(), plan.name));
         let bytes = ck.bytes(&job.src);
         let row_in = job.cols * job.src.dtype.size();

@@ -143,6 +143,33 @@ impl Checkpoint {
     pub fn bytes(&self, t: &SrcTensor) -> &[u8] {
         &self.shards[t.shard].mmap[t.start..t.end]
     }
+
+    /// Drop a converted tensor's pages from this process, so that resident
+    /// memory stays at about one tensor rather than growing to the whole
+    /// checkpoint (the pages stay in the OS page cache). Best effort.
+    pub fn release(&mut self, t: &SrcTensor) {
+        #[cfg(unix)]
+        {
+            let mmap = &self.shards[t.shard].mmap;
+            // SAFETY: `&mut self` guarantees no slice returned by `bytes`
+            // is alive. The map is a private read-only file mapping, so
+            // MADV_DONTNEED only discards page-table entries: later reads
+            // fault the same file contents back in.
+            let _ = unsafe {
+                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, t.start, t.end - t.start)
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = t;
+    }
+
+    /// Hint that shards are read front to back, once.
+    pub fn advise_sequential(&self) {
+        #[cfg(unix)]
+        for s in &self.shards {
+            let _ = s.mmap.advise(memmap2::Advice::Sequential);
+        }
+    }
 }
 
 /// The shard file names of an index, sorted and deduplicated, each a plain

@@ -1,21 +1,20 @@
 //! KL divergence of a model against a reference model's saved logits.
 //!
 //! The reference run (`--save-logits`) stores, for every scored token, its
-//! negative log-likelihood and the top-K log-probabilities with their token
-//! ids. A later run (`--kl-base`) on the same text compares its own
+//! negative log-likelihood and the top-K log-probabilities (f32) with their
+//! token ids. A later run (`--kl-base`) on the same text compares its own
 //! distribution with them. KL(P‖Q) is computed over the reference's top K
 //! tokens plus one bucket holding the rest of the probability mass, which is
 //! exact when the top K hold all the mass and a lower bound otherwise (with
 //! K = 32 the rest holds well under 1% of the mass for a trained model).
 
-use half::f16;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const TOP_K: usize = 32;
 const MAGIC: &[u8; 8] = b"QLLOGIT1";
 const HEADER_BYTES: usize = 8 + 4 * 4 + 8 + 8;
-const RECORD_BYTES: usize = 4 + TOP_K * 4 + TOP_K * 2;
+const RECORD_BYTES: usize = 4 + TOP_K * 4 + TOP_K * 4;
 
 /// What a logits file belongs to: the text's tokens and the chunking.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,14 +81,14 @@ impl LogitsWriter {
         let k = TOP_K.min(lp.len());
         self.idx.select_nth_unstable_by(k - 1, |&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
         self.idx[..k].sort_by(|&a, &b| lp[b as usize].total_cmp(&lp[a as usize]));
-        self.out.write_all(&((-lp[target as usize]) as f32).to_le_bytes())?;
+        self.out.write_all(&(-(lp[target as usize] as f32)).to_le_bytes())?;
         for i in 0..TOP_K {
             let id = self.idx.get(i).copied().filter(|_| i < k).unwrap_or(u32::MAX);
             self.out.write_all(&id.to_le_bytes())?;
         }
         for i in 0..TOP_K {
             let v = if i < k { lp[self.idx[i] as usize] as f32 } else { f32::NEG_INFINITY };
-            self.out.write_all(&f16::from_f32(v).to_le_bytes())?;
+            self.out.write_all(&v.to_le_bytes())?;
         }
         self.written += 1;
         Ok(())
@@ -164,7 +163,7 @@ impl LogitsFile {
         let r = &self.data[i * RECORD_BYTES..(i + 1) * RECORD_BYTES];
         let nll = f32::from_le_bytes(r[..4].try_into().unwrap());
         let ids = r[4..4 + 4 * TOP_K].chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
-        let lps = r[4 + 4 * TOP_K..].chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32());
+        let lps = r[4 + 4 * TOP_K..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()));
         (nll, ids.zip(lps).filter(|&(id, _)| id != u32::MAX))
     }
 
@@ -201,7 +200,9 @@ impl KlStats {
             let id = id as usize;
             anyhow::ensure!(id < self.lp.len(), "{}: token id {id} outside the vocabulary", base.path.display());
             first.get_or_insert(id);
-            let (lp, lq) = (lp as f64, self.lp[id]);
+            // Both sides rounded to f32 as stored, so a model compared with
+            // itself gives exactly 0.
+            let (lp, lq) = (lp as f64, self.lp[id] as f32 as f64);
             let p = lp.exp();
             kl += p * (lp - lq);
             p_top += p;
@@ -215,7 +216,7 @@ impl KlStats {
         self.kls.push(kl.max(0.0));
         let argmax = self.lp.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
         self.top1_same += (first == argmax) as usize;
-        let nll = -self.lp[target as usize];
+        let nll = -(self.lp[target as usize] as f32 as f64);
         self.dnll.push(nll - base_nll as f64);
         self.base_nll += base_nll as f64;
         Ok(())

@@ -63,7 +63,7 @@ pub(crate) fn tensor_byte_size(dims: &[u64], dtype: GgmlDType) -> std::result::R
         n = n.checked_mul(d).filter(|&n| n <= i64::MAX as u64).ok_or_else(overflow)?;
     }
     let block = dtype.block_size() as u64;
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(format!(
             "row length {} is not a multiple of the block size {block} of {}",
             dims[0],
@@ -260,7 +260,7 @@ impl GgufHeader {
         let n_kv = c.count(MIN_KV_SIZE, "metadata count")?;
         // The tensor count is checked once the metadata has been read, against
         // what remains then; first make sure it is not absurd on its own.
-        if n_tensors_raw.checked_mul(MIN_TENSOR_INFO_SIZE as u64).map_or(true, |b| b > c.remaining() as u64) {
+        if n_tensors_raw.checked_mul(MIN_TENSOR_INFO_SIZE as u64).is_none_or(|b| b > c.remaining() as u64) {
             return Err(format!(
                 "tensor count {n_tensors_raw} is larger than the file can hold ({} bytes remain after offset {})",
                 c.remaining(),
@@ -308,7 +308,7 @@ impl GgufHeader {
         let file_len = bytes.len() as u64;
         for t in &tensors {
             let end = data_offset.checked_add(t.offset).and_then(|s| s.checked_add(t.size));
-            if end.map_or(true, |e| e > file_len) {
+            if end.is_none_or(|e| e > file_len) {
                 return Err(format!(
                     "tensor `{}`: data out of bounds: offset {} + {} bytes from the data section at {data_offset} \
                      goes past the end of the file ({file_len} bytes)",
@@ -353,7 +353,7 @@ impl GgufHeader {
         let dtype = GgmlDType::from_id(type_id).ok_or_else(|| ctx(format!("unknown tensor type {type_id}")))?;
         let offset = c.u64("tensor offset").map_err(ctx)?;
         let size = tensor_byte_size(&dims, dtype).map_err(ctx)?;
-        if offset % alignment as u64 != 0 {
+        if !offset.is_multiple_of(alignment as u64) {
             return Err(ctx(format!("data offset {offset} is not aligned to {alignment} bytes")));
         }
         Ok(TensorInfo { name, dims, dtype, offset, size })

@@ -271,15 +271,12 @@ fn attention<T: KvElem>(
                 let base = layout.offset(t.seq, l, 0) + (h / n_gqa) * hd;
                 let scores = &mut scores[..=t.pos];
                 for (p, sc) in scores.iter_mut().enumerate() {
-                    *sc =
-                        qh.iter().zip(&kc[base + p * kvd..][..hd]).map(|(&a, &b)| a * b.to_f32()).sum::<f32>() * scale;
+                    *sc = T::dot(qh, &kc[base + p * kvd..][..hd]) * scale;
                 }
                 softmax(scores);
                 out.fill(0.0);
                 for (p, &a) in scores.iter().enumerate() {
-                    for (o, &vv) in out.iter_mut().zip(&vc[base + p * kvd..][..hd]) {
-                        *o += a * vv.to_f32();
-                    }
+                    T::axpy(a, &vc[base + p * kvd..][..hd], out);
                 }
             }
         });

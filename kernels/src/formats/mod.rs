@@ -7,9 +7,11 @@
 
 mod blocks;
 mod float;
+mod k_quants;
 mod legacy;
 
 pub use blocks::*;
+pub use k_quants::*;
 
 use crate::dtype::GgmlDType;
 use crate::simd::Isa;

@@ -247,7 +247,7 @@ fn load_f16(v: &[f16; 8]) -> [float32x4_t; 2] {
     unsafe {
         asm!(
             "fcvtl {lo:v}.4s, {h:v}.4h",
-            "fcvtl {hi:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
             h = in(vreg) h, lo = out(vreg) lo, hi = out(vreg) hi,
             options(pure, nomem, nostack, preserves_flags),
         );

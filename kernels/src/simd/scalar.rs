@@ -89,3 +89,87 @@ pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
 pub fn vec_dot_q8_1_q8_1(x: &[BlockQ8_1], y: &[BlockQ8_1]) -> f32 {
     dot_sym(x, y)
 }
+
+// ---- K-quants ----
+
+/// A K-quant super-block seen as 256 small integers with per-sub-block
+/// integer scales (and mins): weight `e` is
+/// `d * scale[e / SUB] * ints[e] - dmin * min[e / SUB]`.
+pub trait SuperBlock {
+    /// Weights per sub-block: 16 or 32.
+    const SUB: usize;
+    /// Whether sub-blocks have mins (Q2_K, Q4_K, Q5_K).
+    const HAS_MIN: bool;
+    /// ggml's generic Q2_K dot sums each super-block into one integer; the
+    /// others keep eight interleaved lanes (weight `e` in lane `e % 8`).
+    const ONE_SUM: bool = false;
+    /// The 256 levels, centred for the symmetric formats.
+    fn ints(&self) -> [i8; 256];
+    /// Scales and mins of the `256 / SUB` sub-blocks (the rest are 0).
+    fn scales_mins(&self) -> ([i32; 16], [i32; 16]);
+    fn d(&self) -> f32;
+    fn dmin(&self) -> f32 {
+        0.0
+    }
+}
+
+/// ggml's `ggml_vec_dot_q*_K_q8_K_generic`: exact integer sums per
+/// super-block (lanes of `scale * q * q8`, and `bsums · mins` for the
+/// formats with mins), combined in f32 in ggml's order.
+fn dot_k<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sums = [0.0f32; 8];
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (q, (sc, m)) = (a.ints(), a.scales_mins());
+        let mut lanes = [0i32; 8];
+        for (e, (&q, &q8)) in q.iter().zip(&b.qs).enumerate() {
+            lanes[e % 8] += sc[e / X::SUB] * (q as i32 * q8 as i32);
+        }
+        // bsums cover 16 weights; a 32-weight sub-block spans two.
+        let summs: i32 = (0..16).map(|j| b.bsums[j] as i32 * m[j * 16 / X::SUB]).sum();
+        let d = a.d() * b.d;
+        let dmin = a.dmin() * b.d;
+        if X::ONE_SUM {
+            let isum: i32 = lanes.iter().sum();
+            sumf += d * isum as f32 - dmin * summs as f32;
+        } else {
+            for (s, &l) in sums.iter_mut().zip(&lanes) {
+                *s += d * l as f32;
+            }
+            if X::HAS_MIN {
+                sumf -= dmin * summs as f32;
+            }
+        }
+    }
+    for s in sums {
+        sumf += s;
+    }
+    sumf
+}
+
+pub fn vec_dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {
+    dot_k(x, y)
+}
+pub fn vec_dot_q3_k_q8_k(x: &[BlockQ3K], y: &[BlockQ8K]) -> f32 {
+    dot_k(x, y)
+}
+pub fn vec_dot_q4_k_q8_k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    dot_k(x, y)
+}
+pub fn vec_dot_q5_k_q8_k(x: &[BlockQ5K], y: &[BlockQ8K]) -> f32 {
+    dot_k(x, y)
+}
+pub fn vec_dot_q6_k_q8_k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    dot_k(x, y)
+}
+/// Not in ggml (Q8_K is activation-only there); for tests.
+pub fn vec_dot_q8_k_q8_k(x: &[BlockQ8K], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (a, b) in x.iter().zip(y) {
+        let sumi: i32 = a.qs.iter().zip(&b.qs).map(|(&p, &q)| p as i32 * q as i32).sum();
+        sumf += (a.d * b.d) * sumi as f32;
+    }
+    sumf
+}
