@@ -6,7 +6,7 @@
 use super::template::{ChatTemplate, Message, Role};
 use crate::model::{BatchToken, KvCache, KvType, LogitRows, Model, Scratch, MAX_BATCH};
 use crate::sampling::{Sampler, SamplerParams};
-use crate::tokenizer::{StreamDecoder, TokenType, Tokenizer};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 use anyhow::{bail, Context as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -40,8 +40,6 @@ pub struct ChatSession<'m> {
     model: &'m Model,
     tok: &'m Tokenizer,
     template: ChatTemplate,
-    /// Control tokens as they appear in rendered templates (`<s>`, `</s>`).
-    specials: Vec<(String, u32)>,
     kv: KvCache,
     scratch: Scratch,
     sampler: Sampler,
@@ -66,15 +64,10 @@ impl<'m> ChatSession<'m> {
         let source = model.file.get_str("tokenizer.chat_template")?;
         let template = ChatTemplate::new(source, tok.piece(tok.bos_id()), tok.piece(tok.eos_id()))
             .with_context(|| format!("{}", model.file.path.display()))?;
-        let specials = (0..tok.vocab_size() as u32)
-            .filter(|&id| tok.token_type(id) == Some(TokenType::Control) && !tok.piece(id).is_empty())
-            .map(|id| (tok.piece(id).to_string(), id))
-            .collect();
         Ok(Self {
             model,
             tok,
             template,
-            specials,
             kv: model.new_kv_cache(n_ctx, 1, kv_type)?,
             scratch: model.new_scratch(MAX_BATCH.min(n_ctx), n_ctx),
             sampler: Sampler::new(params)?,
@@ -106,34 +99,10 @@ impl<'m> ChatSession<'m> {
         self.sampler.reset();
     }
 
-    /// Tokenize rendered template text: control-token texts become their
-    /// ids, and each run of plain text is encoded as SentencePiece does
-    /// (llama.cpp's `parse_special`).
-    pub fn encode_rendered(&self, mut text: &str) -> anyhow::Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        while !text.is_empty() {
-            let next = self
-                .specials
-                .iter()
-                .filter_map(|(piece, id)| text.find(piece.as_str()).map(|at| (at, piece.len(), *id)))
-                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
-            let (plain, rest) = match next {
-                Some((at, len, id)) => {
-                    let plain = &text[..at];
-                    if !plain.is_empty() {
-                        ids.extend(self.tok.encode(plain, false)?);
-                    }
-                    ids.push(id);
-                    (None, &text[at + len..])
-                }
-                None => (Some(text), ""),
-            };
-            if let Some(plain) = plain {
-                ids.extend(self.tok.encode(plain, false)?);
-            }
-            text = rest;
-        }
-        Ok(ids)
+    /// Tokenize rendered template text: control-token texts (`<s>`) become
+    /// their ids, as llama.cpp's `parse_special` does.
+    pub fn encode_rendered(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        Ok(self.tok.encode_special(text, false)?)
     }
 
     fn all_messages(&self, extra: Option<&Message>) -> Vec<Message> {
