@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod chat;
 pub mod common;
 pub mod convert;
@@ -33,6 +34,8 @@ pub enum Command {
     Run(run::Args),
     /// Chat interactively (or from piped input).
     Chat(chat::Args),
+    /// Prompt-processing and generation speed, as llama-bench prints it.
+    Bench(bench::Args),
     /// Perplexity of a text (and KL divergence against saved logits), as llama-perplexity.
     Perplexity(perplexity::Args),
 }
@@ -46,5 +49,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
