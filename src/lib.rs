@@ -10,6 +10,7 @@ pub mod eval;
 pub mod gguf;
 pub mod model;
 pub mod sampling;
+pub mod server;
 pub mod tokenizer;
 
 pub use qllama_kernels as kernels;

@@ -102,3 +102,41 @@ fn kl_divergence_of_a_model_against_itself_is_zero_and_bad_logits_files_are_refu
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("not a qllama logits file"), "{err}");
 }
+
+#[test]
+fn report_measures_each_type_and_draws_one_point_per_type() {
+    use qllama::convert::OutType;
+    use qllama::eval::report::{markdown, run_report, svg, ReportOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    std::fs::write(&text, eval_text(8000)).unwrap();
+    let opts = ReportOptions {
+        hf_dir: shared().join("models/tiny-llama2"),
+        text,
+        out_dir: dir.path().join("out"),
+        types: vec![OutType::Q4_0, OutType::Q8_0, OutType::F16],
+        n_ctx: 64,
+        chunks: 4,
+        bench_prompt: 16,
+        bench_gen: 4,
+        bench_reps: 1,
+        threads: 2,
+    };
+    let rows = run_report(&opts).unwrap();
+    let names: Vec<_> = rows.iter().map(|r| r.name).collect();
+    assert_eq!(names, ["f16", "q8_0", "q4_0"], "the reference comes first");
+    assert!(rows[0].kl.is_none());
+    let (q8, q4) = (rows[1].kl.unwrap(), rows[2].kl.unwrap());
+    assert!(q8.mean_kl > 0.0 && q8.mean_kl < q4.mean_kl, "more bits, less divergence: {} vs {}", q8.mean_kl, q4.mean_kl);
+    assert!(rows[1].bits_per_weight() > rows[2].bits_per_weight());
+    for r in &rows {
+        assert!(r.file.is_file());
+        assert!(r.speed.iter().all(|b| b.mean > 0.0));
+    }
+    let md = markdown(&rows, &opts, "qllama report");
+    assert_eq!(md.lines().filter(|l| l.starts_with("| q") || l.starts_with("| f")).count(), 3, "{md}");
+    assert!(md.contains(&format!("{:.6}", q4.mean_kl)), "{md}");
+    let plot = svg(&rows);
+    assert_eq!(plot.matches("<circle").count(), 2 * rows.len(), "one point per type in each panel");
+    assert!(plot.contains("q4_0") && plot.contains("f16 (reference)"));
+}

@@ -10,7 +10,9 @@ pub mod convert;
 pub mod inspect;
 pub mod perplexity;
 pub mod quantize;
+pub mod report;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 
 #[derive(Parser)]
@@ -34,10 +36,14 @@ pub enum Command {
     Run(run::Args),
     /// Chat interactively (or from piped input).
     Chat(chat::Args),
+    /// Convert to every type and report accuracy against size and speed.
+    Report(report::Args),
     /// Prompt-processing and generation speed, as llama-bench prints it.
     Bench(bench::Args),
     /// Perplexity of a text (and KL divergence against saved logits), as llama-perplexity.
     Perplexity(perplexity::Args),
+    /// Serve the OpenAI API (chat and completions) and a chat page over HTTP.
+    Serve(serve::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -49,6 +55,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

@@ -3,12 +3,10 @@
 //! `llama-perplexity`.
 
 use super::run::{physical_cores, resolve_model};
-use crate::eval::kl::{hash_tokens, KlStats, LogitsFile, LogitsKey, LogitsWriter};
-use crate::eval::{perplexity, PerplexityOptions};
+use crate::eval::perplexity::{evaluate_text, PerplexityOptions};
 use crate::model::{KvType, Model};
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context as _};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,48 +81,21 @@ fn evaluate(args: &Args, path: &std::path::Path, text: &str) -> anyhow::Result<(
         max_chunks: n_chunks,
         kv_type: if args.kv_f32 { KvType::F32 } else { KvType::F16 },
     };
-    let scored_per_chunk = args.ctx - 1 - args.ctx / 2;
-    let key = LogitsKey {
-        n_ctx: args.ctx as u32,
-        n_chunks: n_chunks as u32,
-        n_vocab: model.hp.n_vocab as u32,
-        tokens_hash: hash_tokens(&tokens[..n_chunks * args.ctx]),
-        n_records: (n_chunks * scored_per_chunk) as u64,
-    };
-    let mut writer = args.save_logits.as_deref().map(|p| LogitsWriter::create(p, key)).transpose()?;
-    let base = args.kl_base.as_deref().map(|p| LogitsFile::open(p, &key)).transpose()?;
-    let mut kl = KlStats::default();
-
-    let bar = ProgressBar::new(n_chunks as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} chunks, {elapsed} elapsed, ETA {eta} {msg}")
-            .expect("valid progress template"),
-    );
-    let mut record = 0usize;
-    let mut line = String::new();
-    let t1 = Instant::now();
-    let res = perplexity(&model, &tokens, tok.bos_id(), tok.add_bos(), &opts, |i, _, res, chunk| {
-        for (logits, target) in chunk.rows() {
-            if let Some(w) = writer.as_mut() {
-                w.push(logits, target)?;
-            }
-            if let Some(b) = base.as_ref() {
-                kl.push(b, record, logits, target)?;
-            }
-            record += 1;
-        }
-        let ppl = res.running[i];
-        line.push_str(&format!("[{}]{:.4},", i + 1, ppl));
-        bar.set_message(format!("PPL {ppl:.4}"));
-        bar.inc(1);
-        Ok(())
-    })?;
-    bar.finish_and_clear();
-    let secs = t1.elapsed().as_secs_f64();
-    if let Some(w) = writer {
-        w.finish()?;
-        eprintln!("saved logits to {}", args.save_logits.as_ref().unwrap().display());
+    let ev = evaluate_text(
+        &model,
+        tok.bos_id(),
+        tok.add_bos(),
+        &tokens,
+        &opts,
+        args.save_logits.as_deref(),
+        args.kl_base.as_deref(),
+        true,
+    )?;
+    let (res, secs) = (&ev.result, ev.secs);
+    if let Some(p) = &args.save_logits {
+        eprintln!("saved logits to {}", p.display());
     }
+    let line: String = res.running.iter().enumerate().map(|(i, p)| format!("[{}]{:.4},", i + 1, p)).collect();
     eprintln!("{line}");
     eprintln!(
         "{} chunks of {} tokens, {} scored, {:.2}s ({:.1} tokens/s)",
@@ -134,7 +105,7 @@ fn evaluate(args: &Args, path: &std::path::Path, text: &str) -> anyhow::Result<(
         secs,
         (res.chunks * args.ctx) as f64 / secs.max(1e-9)
     );
-    let summary = base.as_ref().map(|_| kl.summary());
+    let summary = ev.kl;
     if args.json {
         let mut v = serde_json::json!({
             "model": path.display().to_string(),

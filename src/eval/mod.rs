@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod kl;
 pub mod perplexity;
+pub mod report;
 
 pub use perplexity::{perplexity, PerplexityOptions, PerplexityResult};

@@ -4,7 +4,11 @@
 //! second half of each chunk scored, so every scored token has at least
 //! `n_ctx / 2` tokens of context.
 
+use super::kl::{hash_tokens, KlStats, KlSummary, LogitsFile, LogitsKey, LogitsWriter};
 use crate::model::{BatchToken, KvCache, KvType, LogitRows, Model, Scratch};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
+use std::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct PerplexityOptions {
@@ -133,4 +137,70 @@ impl ChunkLogits<'_> {
     pub fn rows(&self) -> impl Iterator<Item = (&[f32], u32)> {
         self.logits.chunks_exact(self.n_vocab).zip(self.targets.iter().copied())
     }
+}
+
+/// One text evaluated: perplexity, and the comparison with a reference
+/// model's logits when one was given.
+pub struct TextEval {
+    pub result: PerplexityResult,
+    pub kl: Option<KlSummary>,
+    pub secs: f64,
+}
+
+/// Evaluate `tokens` in chunks of `n_ctx` (at most `max_chunks`, 0 = all),
+/// saving this model's logits to `save_logits` and/or comparing with those in
+/// `kl_base`; shows a progress bar with ETA on stderr when `progress`.
+pub fn evaluate_text(
+    model: &Model,
+    bos: u32,
+    add_bos: bool,
+    tokens: &[u32],
+    opts: &PerplexityOptions,
+    save_logits: Option<&Path>,
+    kl_base: Option<&Path>,
+    progress: bool,
+) -> anyhow::Result<TextEval> {
+    let n_ctx = opts.n_ctx;
+    let mut n_chunks = tokens.len() / n_ctx;
+    if opts.max_chunks > 0 {
+        n_chunks = n_chunks.min(opts.max_chunks);
+    }
+    anyhow::ensure!(n_chunks > 0, "the text is {} tokens, shorter than one chunk of {n_ctx}; use a smaller context", tokens.len());
+    let key = LogitsKey {
+        n_ctx: n_ctx as u32,
+        n_chunks: n_chunks as u32,
+        n_vocab: model.hp.n_vocab as u32,
+        tokens_hash: hash_tokens(&tokens[..n_chunks * n_ctx]),
+        n_records: (n_chunks * (n_ctx - 1 - n_ctx / 2)) as u64,
+    };
+    let mut writer = save_logits.map(|p| LogitsWriter::create(p, key)).transpose()?;
+    let base = kl_base.map(|p| LogitsFile::open(p, &key)).transpose()?;
+    let mut kl = KlStats::default();
+    let bar = if progress { ProgressBar::new(n_chunks as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} chunks, {elapsed} elapsed, ETA {eta} {msg}")
+            .expect("valid progress template"),
+    );
+    let mut record = 0usize;
+    let t = Instant::now();
+    let opts = PerplexityOptions { max_chunks: n_chunks, ..opts.clone() };
+    let result = perplexity(model, tokens, bos, add_bos, &opts, |i, _, res, chunk| {
+        for (logits, target) in chunk.rows() {
+            if let Some(w) = writer.as_mut() {
+                w.push(logits, target)?;
+            }
+            if let Some(b) = base.as_ref() {
+                kl.push(b, record, logits, target)?;
+            }
+            record += 1;
+        }
+        bar.set_message(format!("PPL {:.4}", res.running[i]));
+        bar.inc(1);
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    Ok(TextEval { result, kl: base.map(|_| kl.summary()), secs: t.elapsed().as_secs_f64() })
 }
