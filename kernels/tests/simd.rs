@@ -361,9 +361,9 @@ fn q8_0_q8_0_with_min_activations_on_neon() {
 // ---------------------------------------------------------------------------
 // Float dots.
 
-/// Row lengths around every vector width and unroll (4..64 values) and a
+/// Row lengths around every vector width and unroll (4..128 values) and a
 /// 4096-wide row with a ragged tail.
-const LENGTHS: [usize; 18] = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 4096, 4096 + 37];
+const LENGTHS: [usize; 20] = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 129, 4096, 4096 + 37];
 
 /// How float values are drawn (magnitudes chosen so no product overflows).
 #[derive(Clone, Copy, Debug)]

@@ -10,6 +10,8 @@
 //! dots use full 512-bit registers.
 
 use super::avx2::{float_dot_kernels, hsum_ps, q_dot_kernels};
+// K-quants: the AVX2 kernels (every AVX-512 CPU here has AVX2, FMA, F16C).
+pub use super::avx2::{vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k};
 use crate::formats::*;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -58,34 +60,40 @@ fn fhsum(a: F) -> f32 {
     hsum_ps(_mm256_add_ps(lo, hi))
 }
 
-/// Sixteen 16-bit floats (f16 or bf16 bits) as one 256-bit vector.
+/// Thirty-two 16-bit floats (f16 or bf16 bits) as one 512-bit vector.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn load_u16x16<T: Copy>(v: &[T; L]) -> __m256i {
+#[target_feature(enable = "avx512f")]
+fn load_u16x32<T: Copy>(v: &[T; 2 * L]) -> __m512i {
     const { assert!(std::mem::size_of::<T>() == 2) };
     // SAFETY: `T` is 2 bytes (checked at compile time), so this reads exactly
-    // the 32 bytes of `v`; the load is unaligned.
-    unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
+    // the 64 bytes of `v`; the load is unaligned.
+    unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
 }
 
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn load_f32(v: &[f32; L]) -> F {
-    // SAFETY: reads exactly the 64 bytes of `v`; the load is unaligned.
-    unsafe { _mm512_loadu_ps(v.as_ptr()) }
+fn load_f32(v: &[f32; 2 * L]) -> [F; 2] {
+    // SAFETY: reads the 128 bytes of `v`, 64 at offset 0 and 64 at offset 64
+    // (16 floats); the loads are unaligned.
+    unsafe { [_mm512_loadu_ps(v.as_ptr()), _mm512_loadu_ps(v.as_ptr().add(L))] }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,avx512f")]
-fn load_f16(v: &[f16; L]) -> F {
-    _mm512_cvtph_ps(load_u16x16(v))
+fn load_f16(v: &[f16; 2 * L]) -> [F; 2] {
+    let h = load_u16x32(v);
+    [_mm512_cvtph_ps(_mm512_castsi512_si256(h)), _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h))]
 }
 
 #[inline]
-#[target_feature(enable = "avx2,avx512f")]
-fn load_bf16(v: &[bf16; L]) -> F {
-    // bf16 is the top half of an f32: widen and shift (exact).
-    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(load_u16x16(v))))
+#[target_feature(enable = "avx512f")]
+fn load_bf16(v: &[bf16; 2 * L]) -> [F; 2] {
+    // bf16 is the top half of an f32: even values by a 16-bit shift of each
+    // 32-bit lane, odd ones by masking off the low half (exact, no shuffles).
+    let h = load_u16x32(v);
+    let even = _mm512_slli_epi32::<16>(h);
+    let odd = _mm512_and_si512(h, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+    [_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd)]
 }
 
 float_dot_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
