@@ -109,9 +109,10 @@ fn matmul_matches_f64_reference() {
     let mut scratch = MatmulScratch::default();
     // Row counts around and across the 32-row chunks (and not multiples of
     // them); column counts of one, several and many blocks.
-    let shapes = [(1, 32), (45, 64), (77, 96), (130, 320)];
+    // Legacy types get odd block counts; K-quants (256-wide blocks) get 256 and 512.
+    let shapes = [(1, 32), (45, 64), (77, 96), (130, 320), (33, 256), (9, 512)];
     for dtype in dot_types() {
-        for &(rows, cols) in &shapes {
+        for &(rows, cols) in shapes.iter().filter(|&&(_, c)| c % dtype.block_size() == 0) {
             for n_tokens in [1, 5] {
                 let case = Case::new(&mut rng, dtype, rows, cols, n_tokens);
                 case.check(None, &mut scratch);
@@ -157,7 +158,7 @@ fn qmatrix_rejects_bad_shapes() {
     // Rows that are not a whole number of blocks.
     assert!(err(QMatrix::new(GgmlDType::Q4_0, 4, 36, bytes)).contains("not a whole number of q4_0 blocks"));
     // A type without a kernel.
-    assert!(err(QMatrix::new(GgmlDType::Q4K, 1, 256, Aligned::zeroed(144).as_ref())).contains("no matmul kernel"));
+    assert!(err(QMatrix::new(GgmlDType::Q8K, 1, 256, Aligned::zeroed(292).as_ref())).contains("no matmul kernel"));
     // A size that overflows instead of allocating or wrapping around.
     assert!(err(QMatrix::new(GgmlDType::Q8_0, usize::MAX / 2, 64, bytes)).contains("overflows"));
     // Misaligned data.

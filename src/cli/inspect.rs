@@ -53,9 +53,11 @@ pub fn report(file: &GgufFile) -> String {
     out
 }
 
-/// MEMORY ESTIMATE HOOK: the memory needed to run the model (weights, KV
-/// cache at the default context, scratch buffers), to be filled in by the
-/// decoder work, which knows those sizes. `None` prints nothing.
-fn memory_estimate(_file: &GgufFile) -> Option<String> {
-    None
+/// The memory needed to run the model at its default context (the same
+/// estimate `run` prints before loading); nothing for files we cannot run.
+fn memory_estimate(file: &GgufFile) -> Option<String> {
+    let hp = crate::model::HParams::from_gguf(file).ok()?;
+    let n_ctx = hp.n_ctx_train.min(4096);
+    let est = crate::model::estimate_memory(file, n_ctx, crate::model::KvType::F16, crate::model::MAX_BATCH).ok()?;
+    Some(format!("memory to run at context {n_ctx}: {est}"))
 }

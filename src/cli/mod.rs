@@ -13,6 +13,7 @@ pub mod quantize;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod synth;
 pub mod tokenize;
 
 #[derive(Parser)]
@@ -42,6 +43,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Perplexity of a text (and KL divergence against saved logits), as llama-perplexity.
     Perplexity(perplexity::Args),
+    /// Write a random-weight GGUF at a Llama 2 shape (for speed tests).
+    Synth(synth::Args),
     /// Serve the OpenAI API (chat and completions) and a chat page over HTTP.
     Serve(serve::Args),
 }
@@ -56,6 +59,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(a) => chat::run(a),
         Command::Perplexity(a) => perplexity::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Report(a) => report::run(a),
     }

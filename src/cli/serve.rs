@@ -85,7 +85,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let n_ctx_slot = n_ctx / args.parallel;
     if n_ctx_slot < 2 {
-        bail!("--ctx {n_ctx} divided between {} slots leaves {n_ctx_slot} tokens each; use a larger --ctx", args.parallel);
+        bail!(
+            "--ctx {n_ctx} divided between {} slots leaves {n_ctx_slot} tokens each; use a larger --ctx",
+            args.parallel
+        );
     }
     check_memory(&file, n_ctx, kv_type, args.force)?;
     let model = Model::from_file(file)?;

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod names;
+pub mod policy;
 pub mod requant;
 pub mod safetensors;
 pub mod tokenizer_meta;
@@ -29,8 +30,11 @@ pub const QUANTIZATION_VERSION: u32 = 2;
 /// giving every thread plenty of rows.
 const CHUNK_F32_BYTES: usize = 64 << 20;
 
-/// The output types `convert` and `quantize` offer.
+/// The output types `convert` and `quantize` offer: plain types, and
+/// llama.cpp's K-quant mixes (named as `llama-quantize` names them), where
+/// [`policy::tensor_type`] picks each tensor's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[allow(non_camel_case_types)] // llama.cpp's names: Q4_K_M reads better than Q4KM
 pub enum OutType {
     #[value(name = "f32")]
     F32,
@@ -40,21 +44,53 @@ pub enum OutType {
     BF16,
     #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q6_k")]
+    Q6_K,
     #[value(name = "q5_1")]
     Q5_1,
+    #[value(name = "q5_k_m")]
+    Q5_K_M,
     #[value(name = "q5_0")]
     Q5_0,
+    #[value(name = "q5_k_s")]
+    Q5_K_S,
     #[value(name = "q4_1")]
     Q4_1,
+    #[value(name = "q4_k_m")]
+    Q4_K_M,
+    #[value(name = "q4_k_s")]
+    Q4_K_S,
     #[value(name = "q4_0")]
     Q4_0,
+    #[value(name = "q3_k_m")]
+    Q3_K_M,
+    #[value(name = "q2_k")]
+    Q2_K,
 }
 
 impl OutType {
-    pub const ALL: [OutType; 8] =
-        [Self::F32, Self::F16, Self::BF16, Self::Q8_0, Self::Q5_1, Self::Q5_0, Self::Q4_1, Self::Q4_0];
+    /// From most to fewest bits per weight (as `llama-quantize` lists their
+    /// sizes for Llama 2 7B; Q5_0 and Q5_K_S tie).
+    pub const ALL: [OutType; 15] = [
+        Self::F32,
+        Self::F16,
+        Self::BF16,
+        Self::Q8_0,
+        Self::Q6_K,
+        Self::Q5_1,
+        Self::Q5_K_M,
+        Self::Q5_0,
+        Self::Q5_K_S,
+        Self::Q4_1,
+        Self::Q4_K_M,
+        Self::Q4_K_S,
+        Self::Q4_0,
+        Self::Q3_K_M,
+        Self::Q2_K,
+    ];
 
-    /// The type of the bulk of the weights.
+    /// The type of the bulk of the weights (llama.cpp's
+    /// `llama_ftype_get_default_type`).
     pub fn dtype(self) -> GgmlDType {
         match self {
             Self::F32 => GgmlDType::F32,
@@ -65,6 +101,11 @@ impl OutType {
             Self::Q5_0 => GgmlDType::Q5_0,
             Self::Q4_1 => GgmlDType::Q4_1,
             Self::Q4_0 => GgmlDType::Q4_0,
+            Self::Q6_K => GgmlDType::Q6K,
+            Self::Q5_K_M | Self::Q5_K_S => GgmlDType::Q5K,
+            Self::Q4_K_M | Self::Q4_K_S => GgmlDType::Q4K,
+            Self::Q3_K_M => GgmlDType::Q3K,
+            Self::Q2_K => GgmlDType::Q2K,
         }
     }
 
@@ -78,44 +119,36 @@ impl OutType {
             Self::Q8_0 => 7,
             Self::Q5_0 => 8,
             Self::Q5_1 => 9,
+            Self::Q2_K => 10,
+            Self::Q3_K_M => 12,
+            Self::Q4_K_S => 14,
+            Self::Q4_K_M => 15,
+            Self::Q5_K_S => 16,
+            Self::Q5_K_M => 17,
+            Self::Q6_K => 18,
             Self::BF16 => 32,
         }
     }
 
+    /// The name `--type` takes (`q4_0`, `q4_k_m`, `f16`).
     pub fn name(self) -> &'static str {
-        self.dtype().name()
-    }
-}
-
-/// What a GGUF tensor is, for choosing its type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TensorKind {
-    /// 1-D tensors and norms: always F32.
-    Norm,
-    /// `output.weight`, or `token_embd.weight` when it doubles as the output.
-    Output,
-    Other,
-}
-
-/// The type of one tensor, following llama.cpp:
-/// - norms and 1-D tensors stay F32 (the converter);
-/// - the output projection gets more bits: `llama-quantize` uses Q6_K for it
-///   with the 4- and 5-bit legacy types; without K-quants we use Q8_0;
-/// - a row length that is not a whole number of blocks falls back to Q8_0 for
-///   the output and F16 otherwise, and to F16 when even that does not fit.
-pub fn tensor_type(out: OutType, kind: TensorKind, row_len: usize) -> GgmlDType {
-    let fits = |t: GgmlDType| row_len % t.block_size() == 0;
-    let want = match kind {
-        TensorKind::Norm => return GgmlDType::F32,
-        _ if !out.dtype().is_quantized() => return out.dtype(),
-        TensorKind::Output => GgmlDType::Q8_0,
-        TensorKind::Other if fits(out.dtype()) => out.dtype(),
-        TensorKind::Other => GgmlDType::F16,
-    };
-    if fits(want) {
-        want
-    } else {
-        GgmlDType::F16
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+            Self::Q8_0 => "q8_0",
+            Self::Q6_K => "q6_k",
+            Self::Q5_1 => "q5_1",
+            Self::Q5_K_M => "q5_k_m",
+            Self::Q5_0 => "q5_0",
+            Self::Q5_K_S => "q5_k_s",
+            Self::Q4_1 => "q4_1",
+            Self::Q4_K_M => "q4_k_m",
+            Self::Q4_K_S => "q4_k_s",
+            Self::Q4_0 => "q4_0",
+            Self::Q3_K_M => "q3_k_m",
+            Self::Q2_K => "q2_k",
+        }
     }
 }
 
@@ -166,6 +199,13 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
     }
     check_output(&opts.out, &inputs, opts.force)?;
 
+    let model = policy::ModelInfo {
+        n_layer: hp.n_layers,
+        n_head: hp.n_heads,
+        n_head_kv: hp.n_kv_heads,
+        tied_output: ck.get("lm_head.weight").is_none(),
+    };
+
     // Map and check every tensor before writing anything.
     let mut writer = GgufWriter::new();
     let mut jobs = Vec::new();
@@ -181,13 +221,12 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
         }
         let cols = *m.shape.last().expect("shapes are non-empty");
         let rows = m.shape.iter().product::<usize>() / cols;
-        let kind = match m.role {
-            Role::Norm => TensorKind::Norm,
-            Role::Output => TensorKind::Output,
-            Role::TokenEmbd if ck.get("lm_head.weight").is_none() => TensorKind::Output,
-            _ => TensorKind::Other,
+        let dtype = if m.role == Role::Norm || !policy::allows_quantization(&m.gguf_name, m.shape.len()) {
+            // The converter writes norms and 1-D tensors as F32.
+            GgmlDType::F32
+        } else {
+            policy::tensor_type(opts.out_type, &model, &m.gguf_name, cols)
         };
-        let dtype = tensor_type(opts.out_type, kind, cols);
         let dims = m.shape.iter().rev().map(|&d| d as u64).collect();
         writer.add_tensor(TensorPlan { name: m.gguf_name, dims, dtype });
         jobs.push(Job { src: src.clone(), role: m.role, rows, cols });
@@ -420,15 +459,11 @@ mod tests {
     }
 
     #[test]
-    fn type_choice_follows_llama_cpp() {
-        use GgmlDType as T;
-        assert_eq!(tensor_type(OutType::Q4_0, TensorKind::Norm, 256), T::F32);
-        assert_eq!(tensor_type(OutType::Q4_0, TensorKind::Output, 256), T::Q8_0);
-        assert_eq!(tensor_type(OutType::Q8_0, TensorKind::Output, 256), T::Q8_0);
-        assert_eq!(tensor_type(OutType::F16, TensorKind::Output, 256), T::F16);
-        assert_eq!(tensor_type(OutType::Q4_1, TensorKind::Other, 256), T::Q4_1);
-        assert_eq!(tensor_type(OutType::Q4_1, TensorKind::Other, 100), T::F16);
-        assert_eq!(tensor_type(OutType::Q5_0, TensorKind::Output, 100), T::F16);
-        assert_eq!(tensor_type(OutType::BF16, TensorKind::Other, 100), T::BF16);
+    fn type_names_are_cli_names() {
+        use clap::ValueEnum;
+        for t in OutType::ALL {
+            assert_eq!(t.to_possible_value().unwrap().get_name(), t.name());
+        }
+        assert_eq!(OutType::value_variants().len(), OutType::ALL.len());
     }
 }

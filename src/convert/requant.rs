@@ -1,18 +1,19 @@
 //! `qllama quantize`: requantize an F32/F16/BF16 GGUF (ours or llama.cpp's).
 //! Metadata is copied (with `general.file_type` updated); 2-D weights are
-//! requantized with the same type rules as `convert`; norms and other 1-D
-//! tensors are copied as they are.
+//! requantized with the same per-tensor policy as `convert` (llama.cpp's, see
+//! [`super::policy`]); norms and other 1-D tensors are copied as they are.
 
-use super::{check_output, progress_bar, stream_rows, tensor_type, OutType, Summary, TensorKind, QUANTIZATION_VERSION};
+use super::policy::{allows_quantization, tensor_type, ModelInfo};
+use super::{check_output, progress_bar, stream_rows, OutType, Summary, QUANTIZATION_VERSION};
 use crate::gguf::{GgufFile, GgufValue, GgufWriter, TensorPlan};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use qllama_kernels::GgmlDType;
 use std::path::Path;
 
 pub fn requantize(input: &Path, out: &Path, out_type: OutType, force: bool, progress: bool) -> Result<Summary> {
     check_output(out, &[input.to_path_buf()], force)?;
     let src = GgufFile::open(input)?;
-    let has_output = src.tensor_info("output.weight").is_some();
+    let model = model_info(&src).with_context(|| format!("{}: reading the model's shape", input.display()))?;
 
     let mut writer = GgufWriter::new();
     for (k, v) in src.metadata() {
@@ -27,16 +28,10 @@ pub fn requantize(input: &Path, out: &Path, out_type: OutType, force: bool, prog
             bail!("{}: tensor {} has an empty dimension {:?}", input.display(), t.name, t.dims);
         }
         params += t.n_elements();
-        let is_weight = t.dims.len() >= 2 && !t.name.ends_with("_norm.weight");
-        let dtype = if !is_weight {
+        let dtype = if !allows_quantization(&t.name, t.dims.len()) {
             t.dtype
         } else if matches!(t.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
-            let kind = if t.name == "output.weight" || (t.name == "token_embd.weight" && !has_output) {
-                TensorKind::Output
-            } else {
-                TensorKind::Other
-            };
-            tensor_type(out_type, kind, t.dims[0] as usize)
+            tensor_type(out_type, &model, &t.name, t.dims[0] as usize)
         } else {
             bail!(
                 "{}: tensor {} is already {}; quantize needs an F32, F16 or BF16 file",
@@ -70,4 +65,23 @@ pub fn requantize(input: &Path, out: &Path, out_type: OutType, force: bool, prog
     bar.finish_and_clear();
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(total);
     Ok(Summary { tensors: n, params, bytes })
+}
+
+/// What the type policy needs, from the file's `{arch}.*` keys. Without
+/// `block_count` the layers are counted from the `blk.N.` tensor names.
+fn model_info(src: &GgufFile) -> Result<ModelInfo> {
+    let arch = src.get_str("general.architecture")?.unwrap_or("llama");
+    let key = |k: &str| format!("{arch}.{k}");
+    let from_names = || {
+        let layer = |n: &str| n.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok();
+        src.tensors().iter().filter_map(|t| layer(&t.name)).max().map_or(0, |m| m + 1)
+    };
+    let n_layer = match src.get_u32(&key("block_count"))? {
+        Some(n) => n as usize,
+        None => from_names(),
+    };
+    let n_head = src.get_u32(&key("attention.head_count"))?.unwrap_or(0) as usize;
+    let n_head_kv = src.get_u32(&key("attention.head_count_kv"))?.map_or(n_head, |n| n as usize);
+    let tied_output = src.tensor_info("output.weight").is_none();
+    Ok(ModelInfo { n_layer, n_head, n_head_kv, tied_output })
 }

@@ -114,8 +114,7 @@ async fn models(State(st): State<Shared>) -> Json<Value> {
 /// The JSON object of a request body.
 fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     let bytes = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let v: Value =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
@@ -337,7 +336,9 @@ impl Head {
                 }
                 json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
             }
-            Kind::Completion => json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish}),
+            Kind::Completion => {
+                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish})
+            }
         };
         json!({"id": self.id, "object": self.object(true), "created": self.created, "model": self.model, "choices": [choice]})
     }
@@ -402,9 +403,9 @@ async fn respond(st: Shared, prepared: Result<Prepared, ApiError>, kind: Kind) -
                     v
                 }
                 Some(Event::Error(e)) => vec![sse_json(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).body())],
-                None => vec![sse_json(
-                    &ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request was dropped").body(),
-                )],
+                None => {
+                    vec![sse_json(&ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the request was dropped").body())]
+                }
             };
             let mut out = out;
             out.push(sse::Event::default().data("[DONE]"));

@@ -90,6 +90,8 @@ pub struct Scheduler {
     pool_batch: rayon::ThreadPool,
     stats: Arc<Stats>,
     step: u64,
+    /// End-of-generation tokens (masked for `ignore_eos`).
+    eog: Vec<u32>,
 }
 
 pub struct SchedulerConfig {
@@ -114,7 +116,6 @@ impl Scheduler {
         let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build();
         Ok(Self {
             model,
-            tok,
             kv,
             scratch,
             slots: (0..cfg.n_parallel).map(|_| Slot { cached: Vec::new(), running: None, last_used: 0 }).collect(),
@@ -123,6 +124,8 @@ impl Scheduler {
             pool_batch: pool(cfg.threads_batch)?,
             stats,
             step: 0,
+            eog: (0..tok.vocab_size() as u32).filter(|&id| tok.is_eog(id)).collect(),
+            tok,
         })
     }
 
@@ -298,7 +301,7 @@ impl Scheduler {
             }
         }
         if r.job.ignore_eos {
-            for id in (0..tok.vocab_size() as u32).filter(|&id| tok.is_eog(id)) {
+            for &id in &self.eog {
                 logits[id as usize] = f32::NEG_INFINITY;
             }
         }

@@ -733,11 +733,8 @@ macro_rules! k_type {
             fn to_float(src: &[Self], dst: &mut [f32]) {
                 to_float_blocks(src, dst)
             }
-            fn vec_dot(_isa: Isa, x: &[Self], y: &[BlockQ8K]) -> f32 {
-                // Scalar on every instruction set until the SIMD kernels
-                // are routed through `simd::dispatch!`.
-                assert_eq!(x.len(), y.len(), "dot product of rows of different lengths");
-                simd::scalar::$dot(x, y)
+            fn vec_dot(isa: Isa, x: &[Self], y: &[BlockQ8K]) -> f32 {
+                simd::$dot(isa, x, y)
             }
         }
     };

@@ -8,6 +8,7 @@
 //! multiply-accumulate primitives (`mul_us`, `mul_us_off`) and vector width.
 
 use crate::formats::*;
+use crate::simd::scalar::SuperBlock;
 use core::arch::x86_64::*;
 use half::{bf16, f16};
 
@@ -28,22 +29,34 @@ pub(super) fn load_u8x16(q: &[u8; 16]) -> __m128i {
     unsafe { _mm_loadu_si128(q.as_ptr().cast()) }
 }
 
-/// Eight 16-bit floats (f16 or bf16 bits) as one 128-bit vector.
+/// Sixteen 16-bit floats (f16 or bf16 bits) as one 256-bit vector.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(super) fn load_u16x8<T: Copy>(v: &[T; 8]) -> __m128i {
+pub(super) fn load_u16x16<T: Copy>(v: &[T; 16]) -> __m256i {
     const { assert!(std::mem::size_of::<T>() == 2) };
     // SAFETY: `T` is 2 bytes (checked at compile time), so this reads exactly
-    // the 16 bytes of `v`; the load is unaligned.
-    unsafe { _mm_loadu_si128(v.as_ptr().cast()) }
+    // the 32 bytes of `v`; the load is unaligned.
+    unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
 }
 
-/// One f16 to f32 in a register (exact, like `f16::to_f32`, without its
-/// runtime feature check).
+/// `a * b` of two f16 values, in every lane. Both are converted in one
+/// F16C instruction from a broadcast, which (unlike a scalar insert) does not
+/// tie the conversion to whatever register LLVM picks to insert into: with
+/// `_mm_cvtsi32_si128` it chose the accumulator, chaining every block's scale
+/// to the previous block's FMA.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn f16_to_f32(h: f16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+pub(super) fn mul_f16(a: f16, b: f16) -> __m256 {
+    let bits = a.to_bits() as u32 | (b.to_bits() as u32) << 16;
+    let v = _mm256_cvtph_ps(_mm_set1_epi32(bits as i32));
+    _mm256_mul_ps(_mm256_moveldup_ps(v), _mm256_movehdup_ps(v))
+}
+
+/// `a * b` of two f16 values as a scalar.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn mul_f16_scalar(a: f16, b: f16) -> f32 {
+    _mm256_cvtss_f32(mul_f16(a, b))
 }
 
 /// 32 4-bit weights as bytes 0..16: low nibbles are weights 0..16, high
@@ -114,27 +127,27 @@ macro_rules! q_dot_kernels {
     ($feat:literal) => {
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q4_0_q8_0, BlockQ4_0, BlockQ8_0, |x, y| {
             let s = mul_us_off(nibbles(&x.qs), 8, load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), 0.0)
+            (s, mul_f16(x.d, y.d), 0.0)
         });
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q4_1_q8_1, BlockQ4_1, BlockQ8_1, |x, y| {
             let s = mul_us(nibbles(&x.qs), load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), h(x.m) * h(y.s))
+            (s, mul_f16(x.d, y.d), mul_f16_scalar(x.m, y.s))
         });
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q5_0_q8_0, BlockQ5_0, BlockQ8_0, |x, y| {
             let s = mul_us_off(q5_weights(&x.qs, x.qh), 16, load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), 0.0)
+            (s, mul_f16(x.d, y.d), 0.0)
         });
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q5_1_q8_1, BlockQ5_1, BlockQ8_1, |x, y| {
             let s = mul_us(q5_weights(&x.qs, x.qh), load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), h(x.m) * h(y.s))
+            (s, mul_f16(x.d, y.d), mul_f16_scalar(x.m, y.s))
         });
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q8_0_q8_0, BlockQ8_0, BlockQ8_0, |x, y| {
             let s = mul_ss!(load_i8x32(&x.qs), load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), 0.0)
+            (s, mul_f16(x.d, y.d), 0.0)
         });
         $crate::simd::avx2::q_dot_kernels!(@one $feat, vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1, |x, y| {
             let s = mul_ss!(load_i8x32(&x.qs), load_i8x32(&y.qs));
-            (s, h(x.d) * h(y.d), 0.0)
+            (s, mul_f16(x.d, y.d), 0.0)
         });
     };
     (@one $feat:literal, $name:ident, $x:ty, $y:ty, |$xb:ident, $yb:ident| $block:block) => {
@@ -145,12 +158,13 @@ macro_rules! q_dot_kernels {
         #[target_feature(enable = $feat)]
         pub fn $name(x: &[$x], y: &[$y]) -> f32 {
             debug_assert_eq!(x.len(), y.len());
-            /// Integer sums, scale and additive term of one block pair.
+            /// Integer sums, scale (in every lane) and additive term of one
+            /// block pair.
             #[inline]
             #[target_feature(enable = $feat)]
-            fn block($xb: &$x, $yb: &$y) -> (__m256i, f32, f32) {
+            fn block($xb: &$x, $yb: &$y) -> (__m256i, __m256, f32) {
                 #[allow(unused_imports)]
-                use $crate::simd::avx2::{f16_to_f32 as h, load_i8x32, mul_ss, nibbles, q5_weights};
+                use $crate::simd::avx2::{load_i8x32, mul_f16, mul_f16_scalar, mul_ss, nibbles, q5_weights};
                 $block
             }
 
@@ -161,13 +175,13 @@ macro_rules! q_dot_kernels {
             for (xs, ys) in xp.iter().zip(yp) {
                 let (s0, d0, m0) = block(&xs[0], &ys[0]);
                 let (s1, d1, m1) = block(&xs[1], &ys[1]);
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d0), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d1), acc1);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), d0, acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), d1, acc1);
                 extra += m0 + m1;
             }
             if let (Some(xl), Some(yl)) = (xr.first(), yr.first()) {
                 let (s, d, m) = block(xl, yl);
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d), acc0);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc0);
                 extra += m;
             }
             $crate::simd::avx2::hsum_ps(_mm256_add_ps(acc0, acc1)) + extra
@@ -197,8 +211,10 @@ q_dot_kernels!("avx2,fma,f16c");
 // ---------------------------------------------------------------------------
 // Float dots. Expects in scope: `F` (the vector type), `L` (its f32 lanes),
 // `fzero`, `fmadd`, `fadd`, `fhsum`, and for each element type a loader from
-// `&[T; L]`. Four accumulators hide the FMA latency; the tail under L values
-// is summed in scalar f32.
+// `&[T; 2 * L]` to two vectors. A loader may return the values in any fixed
+// order (bf16 comes out even lanes first, odd second), since both operands
+// are loaded alike. Four accumulators hide the FMA latency; the tail under
+// 2L values is summed in scalar f32.
 
 macro_rules! float_dot_kernels {
     ($feat:literal) => {
@@ -218,15 +234,19 @@ macro_rules! float_dot_kernels {
             let (xc, xt) = x.as_chunks::<{ 4 * L }>();
             let (yc, yt) = y.as_chunks::<{ 4 * L }>();
             for (a, b) in xc.iter().zip(yc) {
-                let (a, b) = (a.as_chunks::<L>().0, b.as_chunks::<L>().0);
-                for k in 0..4 {
-                    acc[k] = fmadd($load(&a[k]), $load(&b[k]), acc[k]);
-                }
+                let (a, b) = (a.as_chunks::<{ 2 * L }>().0, b.as_chunks::<{ 2 * L }>().0);
+                let (a0, b0, a1, b1) = ($load(&a[0]), $load(&b[0]), $load(&a[1]), $load(&b[1]));
+                acc[0] = fmadd(a0[0], b0[0], acc[0]);
+                acc[1] = fmadd(a0[1], b0[1], acc[1]);
+                acc[2] = fmadd(a1[0], b1[0], acc[2]);
+                acc[3] = fmadd(a1[1], b1[1], acc[3]);
             }
-            let (xv, xs) = xt.as_chunks::<L>();
-            let (yv, ys) = yt.as_chunks::<L>();
+            let (xv, xs) = xt.as_chunks::<{ 2 * L }>();
+            let (yv, ys) = yt.as_chunks::<{ 2 * L }>();
             for (a, b) in xv.iter().zip(yv) {
-                acc[0] = fmadd($load(a), $load(b), acc[0]);
+                let (a, b) = ($load(a), $load(b));
+                acc[0] = fmadd(a[0], b[0], acc[0]);
+                acc[1] = fmadd(a[1], b[1], acc[1]);
             }
             let tail: f32 = xs.iter().zip(ys).map(|(a, b)| f32::from(*a) * f32::from(*b)).sum();
             fhsum(fadd(fadd(acc[0], acc[1]), fadd(acc[2], acc[3]))) + tail
@@ -264,22 +284,172 @@ fn fhsum(a: F) -> f32 {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load_f32(v: &[f32; L]) -> F {
-    // SAFETY: reads exactly the 32 bytes of `v`; the load is unaligned.
-    unsafe { _mm256_loadu_ps(v.as_ptr()) }
+fn load_f32(v: &[f32; 2 * L]) -> [F; 2] {
+    // SAFETY: reads the 64 bytes of `v`, 32 at offset 0 and 32 at offset 32
+    // (8 floats); the loads are unaligned.
+    unsafe { [_mm256_loadu_ps(v.as_ptr()), _mm256_loadu_ps(v.as_ptr().add(L))] }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-fn load_f16(v: &[f16; L]) -> F {
-    _mm256_cvtph_ps(load_u16x8(v))
+fn load_f16(v: &[f16; 2 * L]) -> [F; 2] {
+    let h = load_u16x16(v);
+    [_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h))]
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load_bf16(v: &[bf16; L]) -> F {
-    // bf16 is the top half of an f32: widen and shift (exact).
-    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_u16x8(v))))
+fn load_bf16(v: &[bf16; 2 * L]) -> [F; 2] {
+    // bf16 is the top half of an f32: shifting each 32-bit lane left by 16
+    // gives the even values as f32, masking off the low half the odd ones
+    // (exact, and no shuffles).
+    let h = load_u16x16(v);
+    let even = _mm256_slli_epi32::<16>(h);
+    let odd = _mm256_and_si256(h, _mm256_set1_epi32(0xFFFF_0000u32 as i32));
+    [_mm256_castsi256_ps(even), _mm256_castsi256_ps(odd)]
 }
 
 float_dot_kernels!("avx2,fma,f16c");
+
+// ---------------------------------------------------------------------------
+// K-quant dots (Q2_K … Q6_K weights · Q8_K activations). A super-block is
+// eight groups of 32 weights, each made unsigned bytes (Q3_K and Q6_K
+// shifted up by 4 and 32; the shift is taken back through the activations'
+// `bsums`). `maddubs` forms pair sums (below 2^15 for levels under 64),
+// `madd` with the sub-block scales widens them to i32: exact integer
+// arithmetic up to the super-block's `d * dy` and `dmin * dy`.
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load_u8x32(q: &[u8; 32]) -> __m256i {
+    // SAFETY: reads exactly the 32 bytes of `q`; the load is unaligned.
+    unsafe { _mm256_loadu_si256(q.as_ptr().cast()) }
+}
+
+/// `(v >> shift) & mask` in every byte (the 16-bit shift's carry-in from
+/// the neighbouring byte is masked off).
+#[inline]
+#[target_feature(enable = "avx2")]
+fn shift_mask(v: __m256i, shift: i32, mask: i8) -> __m256i {
+    _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(mask))
+}
+
+/// `add` in each byte of `bits` that has `bit` set, else 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn bit_to(bits: __m256i, bit: usize, add: i8) -> __m256i {
+    let m = _mm256_set1_epi8((1u8 << bit) as i8);
+    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(bits, m), m), _mm256_set1_epi8(add))
+}
+
+/// The 2-bit planes of Q2_K and Q3_K: group `4 h + s` is bits `2 s` of
+/// bytes `32 h ..`.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn planes_2bit(qs: &[u8; 64]) -> [__m256i; 8] {
+    let halves = qs.as_chunks::<32>().0;
+    std::array::from_fn(|g| shift_mask(load_u8x32(&halves[g / 4]), 2 * (g % 4) as i32, 3))
+}
+
+/// Q4_K and Q5_K nibbles: group `2 c` is the low nibbles of bytes `32 c ..`,
+/// group `2 c + 1` the high ones.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn nibbles_k(qs: &[u8; 128]) -> [__m256i; 8] {
+    let chunks = qs.as_chunks::<32>().0;
+    std::array::from_fn(|g| shift_mask(load_u8x32(&chunks[g / 2]), 4 * (g % 2) as i32, 0x0F))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_q2k(x: &BlockQ2K) -> [__m256i; 8] {
+    planes_2bit(&x.qs)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_q3k(x: &BlockQ3K) -> [__m256i; 8] {
+    let (low, hm) = (planes_2bit(&x.qs), load_u8x32(&x.hmask));
+    std::array::from_fn(|g| _mm256_or_si256(low[g], bit_to(hm, g, 4)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_q4k(x: &BlockQ4K) -> [__m256i; 8] {
+    nibbles_k(&x.qs)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_q5k(x: &BlockQ5K) -> [__m256i; 8] {
+    let (low, qh) = (nibbles_k(&x.qs), load_u8x32(&x.qh));
+    std::array::from_fn(|g| _mm256_or_si256(low[g], bit_to(qh, g, 16)))
+}
+
+/// Q6_K: group `4 h + s` takes nibble `s / 2` of `ql` bytes
+/// `64 h + 32 (s % 2) ..` and bits `2 s` of `qh` bytes `32 h ..` on top.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn levels_q6k(x: &BlockQ6K) -> [__m256i; 8] {
+    let ql = x.ql.as_chunks::<32>().0;
+    let qh = x.qh.as_chunks::<32>().0;
+    std::array::from_fn(|g| {
+        let (h, s) = (g / 4, g % 4);
+        let low = shift_mask(load_u8x32(&ql[2 * h + s % 2]), 4 * (s / 2) as i32, 0x0F);
+        let high = _mm256_slli_epi16::<4>(shift_mask(load_u8x32(&qh[h]), 2 * s as i32, 3));
+        _mm256_or_si256(low, high)
+    })
+}
+
+/// One K-quant dot kernel: `$levels` gives a super-block's eight groups as
+/// unsigned bytes, each `$off` above the format's signed levels.
+macro_rules! k_dot {
+    ($name:ident, $x:ty, $levels:ident, $off:expr) => {
+        /// Dot product of `x.len()` super-blocks (`y` must be as long).
+        ///
+        /// # Safety
+        /// The CPU must have AVX2, FMA and F16C.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub fn $name(x: &[$x], y: &[BlockQ8K]) -> f32 {
+            debug_assert_eq!(x.len(), y.len());
+            let mut acc = _mm256_setzero_ps();
+            let mut extra = 0.0f32;
+            for (xb, yb) in x.iter().zip(y) {
+                let (sc, m) = xb.scales_mins();
+                let sub = <$x as SuperBlock>::SUB;
+                let groups = $levels(xb);
+                let q8 = yb.qs.as_chunks::<32>().0;
+                let mut sum = _mm256_setzero_si256();
+                for (g, &w) in groups.iter().enumerate() {
+                    // 16 pair sums: the low 8 cover weights 0..16 of the
+                    // group, the high 8 weights 16..32.
+                    let scales = if sub == 32 {
+                        _mm256_set1_epi16(sc[g] as i16)
+                    } else {
+                        _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1] as i16), _mm_set1_epi16(sc[2 * g] as i16))
+                    };
+                    let p = _mm256_maddubs_epi16(w, load_i8x32(&q8[g]));
+                    sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scales));
+                }
+                // The offset's and the mins' share, through the sums of each
+                // 16 activations.
+                let (mut off, mut mins) = (0i32, 0i32);
+                for (j, &b) in yb.bsums.iter().enumerate() {
+                    off += b as i32 * sc[j * 16 / sub];
+                    mins += b as i32 * m[j * 16 / sub];
+                }
+                let d = xb.d() * yb.d;
+                let dmin = xb.dmin() * yb.d;
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
+                extra -= d * ($off * off) as f32 + dmin * mins as f32;
+            }
+            hsum_ps(acc) + extra
+        }
+    };
+}
+
+k_dot!(vec_dot_q2_k_q8_k, BlockQ2K, levels_q2k, 0);
+k_dot!(vec_dot_q3_k_q8_k, BlockQ3K, levels_q3k, 4);
+k_dot!(vec_dot_q4_k_q8_k, BlockQ4K, levels_q4k, 0);
+k_dot!(vec_dot_q5_k_q8_k, BlockQ5K, levels_q5k, 0);
+k_dot!(vec_dot_q6_k_q8_k, BlockQ6K, levels_q6k, 32);

@@ -162,6 +162,14 @@ dispatch!(
     /// Q8_1 · Q8_1, with the same assumption on `y` as Q8_0.
     vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1
 );
+dispatch!(
+    /// Q2_K weights · Q8_K activations (likewise Q3_K … Q6_K below).
+    vec_dot_q2_k_q8_k, BlockQ2K, BlockQ8K
+);
+dispatch!(vec_dot_q3_k_q8_k, BlockQ3K, BlockQ8K);
+dispatch!(vec_dot_q4_k_q8_k, BlockQ4K, BlockQ8K);
+dispatch!(vec_dot_q5_k_q8_k, BlockQ5K, BlockQ8K);
+dispatch!(vec_dot_q6_k_q8_k, BlockQ6K, BlockQ8K);
 dispatch!(vec_dot_f32, f32, f32);
 dispatch!(vec_dot_f16, half::f16, half::f16);
 dispatch!(vec_dot_bf16, half::bf16, half::bf16);

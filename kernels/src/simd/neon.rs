@@ -304,3 +304,19 @@ float_dot_kernels! {
     vec_dot_f16: f16, load_f16;
     vec_dot_bf16: bf16, load_bf16;
 }
+
+// K-quants: no NEON kernels yet; the scalar reference stands in so that
+// every type dispatches on every instruction set.
+macro_rules! k_scalar {
+    ($($name:ident: $x:ty),*) => {$(
+        /// The scalar reference (no NEON K-quant kernel yet).
+        ///
+        /// # Safety
+        /// None beyond the dispatcher's; `unsafe` only to match the kernels.
+        pub unsafe fn $name(x: &[$x], y: &[BlockQ8K]) -> f32 {
+            super::scalar::$name(x, y)
+        }
+    )*};
+}
+k_scalar!(vec_dot_q2_k_q8_k: BlockQ2K, vec_dot_q3_k_q8_k: BlockQ3K, vec_dot_q4_k_q8_k: BlockQ4K,
+    vec_dot_q5_k_q8_k: BlockQ5K, vec_dot_q6_k_q8_k: BlockQ6K);
