@@ -2,10 +2,8 @@
 //! pipe (one user message per line).
 
 use super::common::SamplingArgs;
-use super::run::{check_memory, physical_cores, resolve_model};
 use crate::chat::{ChatSession, StopReason, TurnStats};
-use crate::gguf::GgufFile;
-use crate::model::{self, KvType, Model};
+use crate::model::Model;
 use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context as _};
 use std::io::{BufRead, IsTerminal, Write};
@@ -43,25 +41,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let params = args.sampling.params()?;
-    let threads = match args.threads {
-        Some(0) => bail!("-t must be at least 1"),
-        Some(t) => t,
-        None => physical_cores(),
-    };
+    let threads = super::common::threads(args.threads)?;
     if args.n_predict == Some(0) {
         bail!("-n must be at least 1");
     }
-    let path = resolve_model(args.model.as_deref())?;
-    let kv_type = if args.kv_f32 { KvType::F32 } else { KvType::F16 };
     let t0 = Instant::now();
-    let file = GgufFile::open(&path)?;
-    let hp = model::HParams::from_gguf(&file)?;
-    let n_ctx = match args.ctx {
-        Some(0) => bail!("--ctx must be at least 1"),
-        Some(c) => c,
-        None => hp.n_ctx_train.min(4096),
-    };
-    check_memory(&file, n_ctx, kv_type, args.force)?;
+    let super::common::Opened { path, file, n_ctx, kv_type } =
+        super::common::open_model(args.model.as_deref(), args.ctx, args.kv_f32, args.force)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start threads")?;
     pool.install(|| {
         let model = Model::from_file(file)?;

@@ -47,3 +47,43 @@ impl SamplingArgs {
 fn clock_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
+
+/// Threads from `-t` (default: the physical cores).
+pub fn threads(given: Option<usize>) -> anyhow::Result<usize> {
+    match given {
+        Some(0) => anyhow::bail!("-t must be at least 1"),
+        Some(t) => Ok(t),
+        None => Ok(super::run::physical_cores()),
+    }
+}
+
+/// A model file opened for running: its path, the parsed file and the
+/// context size (`--ctx`, default the training context capped at 4096).
+pub struct Opened {
+    pub path: std::path::PathBuf,
+    pub file: crate::gguf::GgufFile,
+    pub n_ctx: usize,
+    pub kv_type: crate::model::KvType,
+}
+
+/// Resolve and open the model, pick the context, and check the memory it
+/// needs (weights + KV cache for `n_seq` sequences) before any weight is
+/// touched.
+pub fn open_model(
+    model: Option<&std::path::Path>,
+    ctx: Option<usize>,
+    kv_f32: bool,
+    force: bool,
+) -> anyhow::Result<Opened> {
+    let path = super::run::resolve_model(model)?;
+    let kv_type = if kv_f32 { crate::model::KvType::F32 } else { crate::model::KvType::F16 };
+    let file = crate::gguf::GgufFile::open(&path)?;
+    let hp = crate::model::HParams::from_gguf(&file)?;
+    let n_ctx = match ctx {
+        Some(0) => anyhow::bail!("--ctx must be at least 1"),
+        Some(c) => c,
+        None => hp.n_ctx_train.min(4096),
+    };
+    super::run::check_memory(&file, n_ctx, kv_type, force)?;
+    Ok(Opened { path, file, n_ctx, kv_type })
+}

@@ -78,24 +78,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     params.validate()?;
     let prompt = read_prompt(&args)?;
-    let threads = match args.threads {
-        Some(0) => bail!("-t must be at least 1"),
-        Some(t) => t,
-        None => physical_cores(),
-    };
-    let model_path = resolve_model(args.model.as_deref())?;
-    let kv_type = if args.kv_f32 { KvType::F32 } else { KvType::F16 };
+    let threads = super::common::threads(args.threads)?;
 
     // Work out the memory before touching the weights.
     let load_start = Instant::now();
-    let file = GgufFile::open(&model_path)?;
-    let hp = model::HParams::from_gguf(&file)?;
-    let n_ctx = match args.ctx {
-        Some(0) => bail!("--ctx must be at least 1"),
-        Some(c) => c,
-        None => hp.n_ctx_train.min(4096),
-    };
-    check_memory(&file, n_ctx, kv_type, args.force)?;
+    let super::common::Opened { path: model_path, file, n_ctx, kv_type } =
+        super::common::open_model(args.model.as_deref(), args.ctx, args.kv_f32, args.force)?;
 
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot start threads")?;
     pool.install(|| {

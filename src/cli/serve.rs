@@ -1,8 +1,6 @@
 //! `qllama serve`: the OpenAI-compatible HTTP server and chat page.
 
-use super::run::{check_memory, physical_cores, resolve_model};
-use crate::gguf::GgufFile;
-use crate::model::{self, KvType, Model};
+use crate::model::Model;
 use crate::server::{self, ServeConfig};
 use anyhow::bail;
 use std::path::PathBuf;
@@ -54,11 +52,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let threads = match args.threads {
-        Some(0) => bail!("-t must be at least 1"),
-        Some(t) => t,
-        None => physical_cores(),
-    };
+    let threads = super::common::threads(args.threads)?;
     let threads_batch = match args.threads_batch {
         Some(0) => bail!("-tb must be at least 1"),
         Some(t) => t,
@@ -73,16 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.grace.is_finite() && args.grace >= 0.0) {
         bail!("--grace must be a number of seconds >= 0");
     }
-    let path = resolve_model(args.model.as_deref())?;
-    let kv_type = if args.kv_f32 { KvType::F32 } else { KvType::F16 };
     let t0 = Instant::now();
-    let file = GgufFile::open(&path)?;
-    let hp = model::HParams::from_gguf(&file)?;
-    let n_ctx = match args.ctx {
-        Some(0) => bail!("--ctx must be at least 1"),
-        Some(c) => c,
-        None => hp.n_ctx_train.min(4096),
-    };
+    let super::common::Opened { path, file, n_ctx, kv_type } =
+        super::common::open_model(args.model.as_deref(), args.ctx, args.kv_f32, args.force)?;
     let n_ctx_slot = n_ctx / args.parallel;
     if n_ctx_slot < 2 {
         bail!(
@@ -90,7 +77,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.parallel
         );
     }
-    check_memory(&file, n_ctx, kv_type, args.force)?;
     let model = Model::from_file(file)?;
     eprintln!(
         "loaded {} in {:.2}s: {} slots of {n_ctx_slot} tokens (--ctx {n_ctx}), {threads} threads ({threads_batch} for prompts)",
