@@ -66,10 +66,8 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     /// Quantized activations; u64 storage keeps every block type aligned.
     act: Vec<u64>,
-    /// The activation blocks' scales as f32, and Q4_0's offset terms, for
-    /// the tiled path.
+    /// The activation blocks' scales as f32, for the tiled path.
     act_d: Vec<f32>,
-    act_o: Vec<[i16; 16]>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -100,10 +98,10 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     assert_eq!(out.len(), n_tokens * w.rows, "output shape");
     let act_type = w.dtype.vec_dot_type();
     let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-    let MatmulScratch { act, act_d, act_o } = scratch;
+    let MatmulScratch { act, act_d } = scratch;
     // Used by the tiled path only (x86-64).
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-    let scratch = (act_d, act_o);
+    let scratch = act_d;
     let act = scratch_bytes(act, act_row * n_tokens);
     act.par_chunks_mut(act_row)
         .zip(x.par_chunks(w.cols))
@@ -152,18 +150,14 @@ fn matmul_tiled<W: crate::GgmlType>(
     act_row: usize,
     n_tokens: usize,
     out: &mut [f32],
-    (act_d, act_o): (&mut Vec<f32>, &mut Vec<[i16; 16]>),
+    act_d: &mut Vec<f32>,
 ) {
     use tiled::TILE;
     let y: &[BlockQ8_0] = cast_blocks(act);
     let nb = y.len() / n_tokens;
     act_d.clear();
     act_d.extend(y.iter().map(|b| f32::from(b.d)));
-    act_o.clear();
-    if w.dtype == GgmlDType::Q4_0 {
-        act_o.extend(y.iter().map(tiled::offsets));
-    }
-    let (yd, yo): (&[f32], &[[i16; 16]]) = (act_d, act_o);
+    let yd: &[f32] = act_d;
     let rows_of = |t: usize| (t * nb)..((t + 1) * nb);
     let rows = w.rows;
     let full = n_tokens / TILE * TILE;
@@ -176,7 +170,6 @@ fn matmul_tiled<W: crate::GgmlType>(
             let tile = tiled::Tile {
                 y: std::array::from_fn(|i| &y[rows_of(t0 + i)]),
                 yd: std::array::from_fn(|i| &yd[rows_of(t0 + i)]),
-                yo: std::array::from_fn(|i| yo.get(rows_of(t0 + i)).unwrap_or(&[])),
             };
             for r in r0..r1 {
                 let v = kernel(cast_blocks::<W>(w.row(r)), &tile);

@@ -87,11 +87,9 @@ fn check_tile<W: Copy>(
                     .map(|t| (0..nb).map(|_| q8(&mut rng, if t == 2 { yf } else { Fill::Random }, true)).collect())
                     .collect();
                 let yds: Vec<Vec<f32>> = ys.iter().map(|y| y.iter().map(|b| b.d.to_f32()).collect()).collect();
-                let yos: Vec<Vec<[i16; 16]>> = ys.iter().map(|y| y.iter().map(tiled::offsets).collect()).collect();
                 let tile = tiled::Tile {
                     y: std::array::from_fn(|t| &ys[t][..]),
                     yd: std::array::from_fn(|t| &yds[t][..]),
-                    yo: std::array::from_fn(|t| &yos[t][..]),
                 };
                 let got = kernel(&w, &tile);
                 for t in 0..tiled::TILE {

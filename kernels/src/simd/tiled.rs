@@ -15,25 +15,16 @@ use core::arch::x86_64::*;
 /// Tokens per tile.
 pub const TILE: usize = 4;
 
-/// [`TILE`] activation rows, each as long as the weight row, with what the
-/// kernels would otherwise recompute for every weight row.
+/// [`TILE`] activation rows, each as long as the weight row.
 pub struct Tile<'a> {
     pub y: [&'a [BlockQ8_0]; TILE],
     /// `f32(y[t][b].d)`.
     pub yd: [&'a [f32]; TILE],
-    /// [`offsets`] of each block (Q4_0 only; empty slices otherwise).
-    pub yo: [&'a [[i16; 16]]; TILE],
 }
 
 /// `dot(w, y[t])` for each activation row of the tile.
 pub type TileDot<W> = fn(w: &[W], tile: &Tile) -> [f32; TILE];
 
-/// `8 · (y[2j] + y[2j+1])` for each pair of a block's values: the term that
-/// Q4_0's offset of 8 subtracts from each 16-bit pair sum, the same for
-/// every weight row (exact: at most 8 · 254 in magnitude).
-pub fn offsets(y: &BlockQ8_0) -> [i16; 16] {
-    std::array::from_fn(|j| 8 * (y.qs[2 * j] as i16 + y.qs[2 * j + 1] as i16))
-}
 
 /// The Q4_0 tile kernel, when this CPU can run it.
 pub fn q4_0_q8_0() -> Option<TileDot<BlockQ4_0>> {
@@ -49,23 +40,23 @@ fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-fn check<W>(w: &[W], tile: &Tile, offsets: bool) {
+fn check<W>(w: &[W], tile: &Tile) {
     for t in 0..TILE {
         let n = w.len();
-        let ok = tile.y[t].len() == n && tile.yd[t].len() == n && (!offsets || tile.yo[t].len() == n);
+        let ok = tile.y[t].len() == n && tile.yd[t].len() == n;
         assert!(ok, "tile rows of different lengths");
     }
 }
 
 fn q4_0_safe(w: &[BlockQ4_0], tile: &Tile) -> [f32; TILE] {
-    check(w, tile, true);
+    check(w, tile);
     // SAFETY: only handed out by `q4_0_q8_0` after checking that the CPU has
     // AVX2, FMA and F16C; lengths are checked just above.
     unsafe { q4_0_avx2(w, tile) }
 }
 
 fn q8_0_safe(w: &[BlockQ8_0], tile: &Tile) -> [f32; TILE] {
-    check(w, tile, false);
+    check(w, tile);
     // SAFETY: as for `q4_0_safe`.
     unsafe { q8_0_avx2(w, tile) }
 }
@@ -98,13 +89,12 @@ fn hsum4(acc: [__m256; TILE]) -> [f32; TILE] {
 }
 
 /// Q4_0 weights (`w - 8`, w in 0..16) times Q8_0 activations: the offset is
-/// subtracted in the 16-bit pair sums, as the one-token kernel does, but
-/// from the precomputed [`offsets`] instead of a second multiply.
+/// subtracted in the 16-bit pair sums, as the one-token kernel does.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_avx2(w: &[BlockQ4_0], tile: &Tile) -> [f32; TILE] {
-    let Tile { y, yd, yo } = tile;
+    let Tile { y, yd } = tile;
     let mut acc = [_mm256_setzero_ps(); TILE];
-    let (ones, low) = (_mm256_set1_epi16(1), _mm256_set1_epi8(0x0F));
+    let (ones, eight, low) = (_mm256_set1_epi16(1), _mm256_set1_epi8(8), _mm256_set1_epi8(0x0F));
     for (b, wb) in w.iter().enumerate() {
         // SAFETY: reads exactly the 16 bytes of `qs`; the load is unaligned.
         let lo = unsafe { _mm_loadu_si128(wb.qs.as_ptr().cast()) };
@@ -112,9 +102,7 @@ unsafe fn q4_0_avx2(w: &[BlockQ4_0], tile: &Tile) -> [f32; TILE] {
         let dw = scale(wb.d);
         for t in 0..TILE {
             let yv = load32(&y[t][b].qs);
-            // SAFETY: reads exactly the 32 bytes of one `[i16; 16]`.
-            let off = unsafe { _mm256_loadu_si256(yo[t][b].as_ptr().cast()) };
-            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), off);
+            let pairs = _mm256_sub_epi16(_mm256_maddubs_epi16(q, yv), _mm256_maddubs_epi16(eight, yv));
             let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
             acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_set1_ps(yd[t][b])), acc[t]);
         }
@@ -126,7 +114,7 @@ unsafe fn q4_0_avx2(w: &[BlockQ4_0], tile: &Tile) -> [f32; TILE] {
 /// -127..=127, as the Q8 quantizer writes), |w| computed once per block.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q8_0_avx2(w: &[BlockQ8_0], tile: &Tile) -> [f32; TILE] {
-    let Tile { y, yd, .. } = tile;
+    let Tile { y, yd } = tile;
     let mut acc = [_mm256_setzero_ps(); TILE];
     let ones = _mm256_set1_epi16(1);
     for (b, wb) in w.iter().enumerate() {
