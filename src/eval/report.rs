@@ -141,11 +141,12 @@ pub fn svg(rows: &[ReportRow]) -> String {
     const H: f64 = 360.0;
     const M: f64 = 60.0;
     let floor = 1e-6;
-    let pts: Vec<(&str, f64, f64, f64)> = rows
+    // (name, bits/weight, tg t/s, mean KL clamped to the plot's floor, is the reference)
+    let pts: Vec<(&str, f64, f64, f64, bool)> = rows
         .iter()
         .map(|r| {
             let kl = r.kl.map(|k| k.mean_kl.max(floor)).unwrap_or(floor);
-            (r.name, r.bits_per_weight(), r.speed("tg").map(|b| b.mean).unwrap_or(0.0), kl)
+            (r.name, r.bits_per_weight(), r.speed("tg").map(|b| b.mean).unwrap_or(0.0), kl, r.kl.is_none())
         })
         .collect();
     let (lo, hi) = pts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| (lo.min(p.3.log10()), hi.max(p.3.log10())));
@@ -177,7 +178,7 @@ pub fn svg(rows: &[ReportRow]) -> String {
         }
         for (p, &xv) in pts.iter().zip(&xs) {
             let (cx, cy) = (x(xv), y(p.3));
-            let label = if p.3 <= floor { format!("{} (reference)", p.0) } else { p.0.to_string() };
+            let label = if p.4 { format!("{} (reference)", p.0) } else { p.0.to_string() };
             let _ = writeln!(s, r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="4" fill="#2a6fdb"/><text x="{:.1}" y="{:.1}">{label}</text>"##, cx + 6.0, cy - 6.0);
         }
     }
