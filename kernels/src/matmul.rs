@@ -7,6 +7,7 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
 use crate::formats::{cast_blocks, BlockQ8_0};
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
