@@ -61,7 +61,9 @@ fn greedy(model: &Model, tok: &Tokenizer, prompt: &[u32], n: usize) -> Vec<u32> 
 fn each_turn_evaluates_only_its_new_tokens_and_answers_as_greedy_does() {
     let model = default_model();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
-    let mut chat = ChatSession::new(&model, &tok, 512, KvType::F16, SamplerParams::greedy(), Some("You are wise.".into())).unwrap();
+    let mut chat =
+        ChatSession::new(&model, &tok, 512, KvType::F16, SamplerParams::greedy(), Some("You are wise.".into()))
+            .unwrap();
     chat.max_answer = 12;
     let stop = AtomicBool::new(false);
     let template = ChatTemplate::new(None, "<s>", "</s>").unwrap();
@@ -70,7 +72,10 @@ fn each_turn_evaluates_only_its_new_tokens_and_answers_as_greedy_does() {
     let prompt1 = tok
         .encode_special(
             &template
-                .render(&[Message::new(Role::System, "You are wise."), Message::new(Role::User, "Who made the earth?")], true)
+                .render(
+                    &[Message::new(Role::System, "You are wise."), Message::new(Role::User, "Who made the earth?")],
+                    true,
+                )
                 .unwrap(),
             false,
         )
@@ -103,7 +108,8 @@ fn a_full_context_drops_the_oldest_turns_and_keeps_the_system_prompt() {
     let model = default_model();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
     let n_ctx = 96;
-    let mut chat = ChatSession::new(&model, &tok, n_ctx, KvType::F16, SamplerParams::greedy(), Some("Be kind.".into())).unwrap();
+    let mut chat =
+        ChatSession::new(&model, &tok, n_ctx, KvType::F16, SamplerParams::greedy(), Some("Be kind.".into())).unwrap();
     chat.max_answer = 16;
     let stop = AtomicBool::new(false);
     let system_prefix = tok.encode_special("<s>[INST] <<SYS>>\nBe kind.\n<</SYS>>", false).unwrap();
@@ -127,7 +133,12 @@ fn piped_chat_answers_each_line_and_reports_reuse() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"Hello there\nWho are you?\n/reset\nHello there\n/exit\nnever read\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello there\nWho are you?\n/reset\nHello there\n/exit\nnever read\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

@@ -174,10 +174,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// Rewrite one shard with `f` applied to its tensors (name, dtype, shape, bytes).
-fn rewrite_shard(
-    path: &Path,
-    f: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
-) {
+fn rewrite_shard(path: &Path, f: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)) {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors: Vec<_> =
@@ -200,35 +197,77 @@ fn refusals_leave_no_file() {
     let cases: Vec<(&str, Breaker, &str)> = vec![
         ("no config", |d| std::fs::remove_file(d.join("config.json")).unwrap(), "config.json"),
         ("missing shard", |d| std::fs::remove_file(d.join(SHARD2)).unwrap(), SHARD2),
-        ("no weights", |d| {
-            std::fs::remove_file(d.join("model.safetensors.index.json")).unwrap();
-        }, "model.safetensors"),
-        ("no tokenizer", |d| {
-            std::fs::remove_file(d.join("tokenizer.model")).unwrap();
-            std::fs::remove_file(d.join("tokenizer.json")).unwrap();
-        }, "tokenizer"),
-        ("not llama", |d| edit_json(&d.join("config.json"), |c| {
-            c.insert("architectures".into(), serde_json::json!(["MistralForCausalLM"]));
-        }), "MistralForCausalLM"),
-        ("wrong shape", |d| edit_json(&d.join("config.json"), |c| {
-            c.insert("intermediate_size".into(), serde_json::json!(512));
-        }), "shape"),
-        ("missing tensor", |d| rewrite_shard(&d.join(SHARD2), |t| t.retain(|x| x.0 != "model.norm.weight")),
-            "model.norm.weight"),
-        ("missing layer", |d| edit_json(&d.join("config.json"), |c| {
-            c.insert("num_hidden_layers".into(), serde_json::json!(5));
-        }), "model.layers.4"),
-        ("unsupported dtype", |d| rewrite_shard(&d.join(SHARD2), |t| {
-            let x = t.iter_mut().find(|x| x.0 == "model.norm.weight").unwrap();
-            x.1 = safetensors::Dtype::I16;
-        }), "unsupported dtype"),
-        ("truncated shard", |d| {
-            let p = d.join(SHARD2);
-            let len = std::fs::metadata(&p).unwrap().len();
-            std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len - 1000).unwrap();
-        }, "truncated"),
-        ("bad tokenizer.model", |d| std::fs::write(d.join("tokenizer.model"), [0x0a, 0xff, 0xff, 0x01]).unwrap(),
-            "tokenizer.model"),
+        (
+            "no weights",
+            |d| {
+                std::fs::remove_file(d.join("model.safetensors.index.json")).unwrap();
+            },
+            "model.safetensors",
+        ),
+        (
+            "no tokenizer",
+            |d| {
+                std::fs::remove_file(d.join("tokenizer.model")).unwrap();
+                std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+            },
+            "tokenizer",
+        ),
+        (
+            "not llama",
+            |d| {
+                edit_json(&d.join("config.json"), |c| {
+                    c.insert("architectures".into(), serde_json::json!(["MistralForCausalLM"]));
+                })
+            },
+            "MistralForCausalLM",
+        ),
+        (
+            "wrong shape",
+            |d| {
+                edit_json(&d.join("config.json"), |c| {
+                    c.insert("intermediate_size".into(), serde_json::json!(512));
+                })
+            },
+            "shape",
+        ),
+        (
+            "missing tensor",
+            |d| rewrite_shard(&d.join(SHARD2), |t| t.retain(|x| x.0 != "model.norm.weight")),
+            "model.norm.weight",
+        ),
+        (
+            "missing layer",
+            |d| {
+                edit_json(&d.join("config.json"), |c| {
+                    c.insert("num_hidden_layers".into(), serde_json::json!(5));
+                })
+            },
+            "model.layers.4",
+        ),
+        (
+            "unsupported dtype",
+            |d| {
+                rewrite_shard(&d.join(SHARD2), |t| {
+                    let x = t.iter_mut().find(|x| x.0 == "model.norm.weight").unwrap();
+                    x.1 = safetensors::Dtype::I16;
+                })
+            },
+            "unsupported dtype",
+        ),
+        (
+            "truncated shard",
+            |d| {
+                let p = d.join(SHARD2);
+                let len = std::fs::metadata(&p).unwrap().len();
+                std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len - 1000).unwrap();
+            },
+            "truncated",
+        ),
+        (
+            "bad tokenizer.model",
+            |d| std::fs::write(d.join("tokenizer.model"), [0x0a, 0xff, 0xff, 0x01]).unwrap(),
+            "tokenizer.model",
+        ),
     ];
     let tmp = tempfile::tempdir().unwrap();
     for (what, breaker, needle) in cases {
@@ -323,8 +362,10 @@ fn config_forms_parse_alike() {
     assert_eq!(c.rope_scaling, RopeScaling::None);
 
     // New-form default RoPE, no head_dim.
-    let d = HParams::from_json_str(&new.replace("\"linear\", \"factor\": 4.0,", "\"default\",").replace("\"head_dim\": 32,", ""))
-        .unwrap();
+    let d = HParams::from_json_str(
+        &new.replace("\"linear\", \"factor\": 4.0,", "\"default\",").replace("\"head_dim\": 32,", ""),
+    )
+    .unwrap();
     assert_eq!((d.rope_scaling.clone(), d.rope_theta, d.head_dim), (RopeScaling::None, 500000.0, 32));
 
     for (bad, needle) in [
@@ -367,14 +408,20 @@ fn tokenizer_json_fallback() {
     run_convert(&dir, &out, OutType::Q8_0, false).unwrap();
     let ours = GgufFile::open(&out).unwrap();
     let reference = GgufFile::open(llama_cpp_f16()).unwrap();
-    for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.chat_template"] {
+    for key in
+        ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.chat_template"]
+    {
         assert_eq!(ours.get(key), reference.get(key), "{key}");
     }
-    let (a, b) = (ours.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap(), reference.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap());
+    let (a, b) = (
+        ours.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap(),
+        reference.get_f32_array("tokenizer.ggml.scores").unwrap().unwrap(),
+    );
     // Among normal pieces made by merges, a higher SentencePiece score means
     // a higher score here too (pieces with equal SentencePiece scores aside).
     let types = reference.get_i32_array("tokenizer.ggml.token_type").unwrap().unwrap();
     let merged: Vec<usize> = (0..a.len()).filter(|&i| types[i] == 1 && a[i] < 0.0).collect();
-    let disagree = merged.windows(2).filter(|w| (a[w[0]] > a[w[1]]) != (b[w[0]] > b[w[1]]) && b[w[0]] != b[w[1]]).count();
+    let disagree =
+        merged.windows(2).filter(|w| (a[w[0]] > a[w[1]]) != (b[w[0]] > b[w[1]]) && b[w[0]] != b[w[1]]).count();
     assert!(merged.len() > 29000 && disagree == 0, "{disagree} of {}", merged.len());
 }

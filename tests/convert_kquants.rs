@@ -63,7 +63,8 @@ fn policy_matches_llama_quantize() {
             let want = rec["tensors"].as_object().unwrap();
             assert_eq!(want.len(), tensors.len());
             for (name, tensor) in tensors {
-                let ne: Vec<usize> = tensor["ne"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                let ne: Vec<usize> =
+                    tensor["ne"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
                 let ours = if allows_quantization(name, ne.len()) {
                     tensor_type(t, &info, name, ne[0])
                 } else {
@@ -89,7 +90,9 @@ fn types_of(f: &GgufFile) -> std::collections::BTreeMap<String, GgmlDType> {
 #[test]
 fn mixes_match_llama_cpp_files() {
     let tmp = tempfile::tempdir().unwrap();
-    for (t, file) in [(OutType::Q4_K_M, "q4_k_m"), (OutType::Q5_K_M, "q5_k_m"), (OutType::Q6_K, "q6_k"), (OutType::Q4_0, "q4_0")] {
+    for (t, file) in
+        [(OutType::Q4_K_M, "q4_k_m"), (OutType::Q5_K_M, "q5_k_m"), (OutType::Q6_K, "q6_k"), (OutType::Q4_0, "q4_0")]
+    {
         let out = tmp.path().join(format!("{file}.gguf"));
         run_convert(&out, t);
         let ours = GgufFile::open(&out).unwrap();

@@ -93,16 +93,12 @@ impl Spec {
         };
         s.kv("general.architecture", T_STRING, Bytes::default().str("llama"));
         s.kv("llama.block_count", T_U32, Bytes::default().u32(1));
-        s.kv(
-            "tokenizer.ggml.scores",
-            T_ARRAY,
-            Bytes::default().u32(T_F32).u64(3).f32(0.0).f32(-1.0).f32(-2.5),
-        );
+        s.kv("tokenizer.ggml.scores", T_ARRAY, Bytes::default().u32(T_F32).u64(3).f32(0.0).f32(-1.0).f32(-2.5));
         s.kv("tokenizer.ggml.tokens", T_ARRAY, Bytes::default().u32(T_STRING).u64(2).str("<s>").str("a"));
         s.tensors.push(tensor("a.weight", &[8, 2], GGML_F32, 0)); // 64 bytes
         s.tensors.push(tensor("b.weight", &[32], GGML_Q4_0, 64)); // 18 bytes
-        // The file ends where the last tensor ends (no trailing padding), so
-        // that cutting any byte off makes it invalid.
+                                                                  // The file ends where the last tensor ends (no trailing padding), so
+                                                                  // that cutting any byte off makes it invalid.
         s.data_len = 82;
         s
     }
@@ -448,15 +444,11 @@ fn typed_getters_name_the_key_on_unexpected_types() {
             assert!(msg.contains(n), "{msg:?} lacks {n:?}");
         }
     };
-    check(f.get_f32_array("tokenizer.ggml.scores").map(|v| format!("{v:?}")), &[
-        "`tokenizer.ggml.scores`",
-        "expected an array of f32",
-        "found array of u8",
-    ]);
-    check(f.get_u32("llama.context_length").map(|v| format!("{v:?}")), &[
-        "`llama.context_length`",
-        "found string",
-    ]);
+    check(
+        f.get_f32_array("tokenizer.ggml.scores").map(|v| format!("{v:?}")),
+        &["`tokenizer.ggml.scores`", "expected an array of f32", "found array of u8"],
+    );
+    check(f.get_u32("llama.context_length").map(|v| format!("{v:?}")), &["`llama.context_length`", "found string"]);
     check(f.get_u32("neg").map(|v| format!("{v:?}")), &["`neg`", "found i32"]);
     check(f.get_str("llama.block_count").map(|v| format!("{v:?}")), &["`llama.block_count`", "found u32"]);
     check(f.get_str_array("tokenizer.ggml.scores").map(|v| format!("{v:?}")), &["array of strings"]);

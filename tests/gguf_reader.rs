@@ -202,10 +202,8 @@ fn fuzz_seeds_written_by_gguf_py_read_back() {
     assert_eq!(f.get_i32_array("t.array.i32").unwrap(), Some(vec![1, -2, 3]));
     let (ty, outer) = f.get("t.array.nested").unwrap().as_array().unwrap();
     assert_eq!((ty, outer.len()), (GgufValueType::Array, 2));
-    let inner: Vec<Vec<i64>> = outer
-        .iter()
-        .map(|v| v.as_array().unwrap().1.iter().map(|x| x.to_i64().unwrap()).collect())
-        .collect();
+    let inner: Vec<Vec<i64>> =
+        outer.iter().map(|v| v.as_array().unwrap().1.iter().map(|x| x.to_i64().unwrap()).collect()).collect();
     assert_eq!(inner, [vec![1, 2], vec![3]]);
 
     let f = GgufFile::open(seeds.join("tensors.gguf")).unwrap();

@@ -216,7 +216,10 @@ fn refuses_to_write_what_the_reader_would_refuse() {
     type Spoil = Box<dyn Fn(&mut GgufWriter)>;
     let cases: Vec<(Spoil, &str)> = vec![
         (Box::new(|w| w.add_tensor(plan("a", &[16], GgmlDType::F32))), "duplicate tensor name `a`"),
-        (Box::new(|w| w.add_tensor(plan("q", &[33], GgmlDType::Q4_0))), "row length 33 is not a multiple of the block size 32"),
+        (
+            Box::new(|w| w.add_tensor(plan("q", &[33], GgmlDType::Q4_0))),
+            "row length 33 is not a multiple of the block size 32",
+        ),
         (Box::new(|w| w.add_tensor(plan("five", &[1, 1, 1, 1, 1], GgmlDType::F32))), "5 dimensions"),
         (Box::new(|w| w.add_tensor(plan("big", &[1 << 40, 1 << 40], GgmlDType::F32))), "overflows"),
         (Box::new(|w| w.set("general.alignment", V::U32(48))), "48 is not a power of two"),

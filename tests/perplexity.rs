@@ -42,7 +42,11 @@ fn perplexity_matches_transformers_within_0_1_percent() {
         for (i, (ours, theirs)) in res.running.iter().zip(r["running"].as_array().unwrap()).enumerate() {
             let theirs = theirs.as_f64().unwrap();
             let rel = (ours - theirs).abs() / theirs;
-            assert!(rel < 1e-3, "chunk {i} (batch {n_batch}): ppl {ours} vs transformers {theirs} ({:.4}%)", rel * 100.0);
+            assert!(
+                rel < 1e-3,
+                "chunk {i} (batch {n_batch}): ppl {ours} vs transformers {theirs} ({:.4}%)",
+                rel * 100.0
+            );
         }
     }
 }
@@ -127,7 +131,12 @@ fn report_measures_each_type_and_draws_one_point_per_type() {
     assert_eq!(names, ["f16", "q8_0", "q4_0"], "the reference comes first");
     assert!(rows[0].kl.is_none());
     let (q8, q4) = (rows[1].kl.unwrap(), rows[2].kl.unwrap());
-    assert!(q8.mean_kl > 0.0 && q8.mean_kl < q4.mean_kl, "more bits, less divergence: {} vs {}", q8.mean_kl, q4.mean_kl);
+    assert!(
+        q8.mean_kl > 0.0 && q8.mean_kl < q4.mean_kl,
+        "more bits, less divergence: {} vs {}",
+        q8.mean_kl,
+        q4.mean_kl
+    );
     assert!(rows[1].bits_per_weight() > rows[2].bits_per_weight());
     for r in &rows {
         assert!(r.file.is_file());

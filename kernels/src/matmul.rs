@@ -104,9 +104,7 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
     let scratch = act_d;
     let act = scratch_bytes(act, act_row * n_tokens);
-    act.par_chunks_mut(act_row)
-        .zip(x.par_chunks(w.cols))
-        .for_each(|(q, xs)| act_type.quantize_row(xs, q));
+    act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
     let act: &[u8] = act;
 
     #[cfg(target_arch = "x86_64")]

@@ -44,8 +44,11 @@ fn f32s(b: &[u8]) -> Vec<f32> {
 fn fixtures() -> Vec<Fixture> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let text = std::fs::read_to_string(dir.join("k_index.txt")).expect("fixture index");
-    let index: Vec<Vec<&str>> =
-        text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    let index: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let mut out = Vec::new();
     for line in index.iter().filter(|l| l[0] == "type") {
         let dtype = GgmlDType::from_name(line[1]).unwrap_or_else(|| panic!("unknown type {}", line[1]));
@@ -90,12 +93,7 @@ fn quantize_matches_ggml_c_bytes() {
         let ours = Aligned::quantize(f.dtype, &f.input);
         let ts = f.dtype.type_size();
         for (b, (a, g)) in ours.as_ref().chunks(ts).zip(f.quant.chunks(ts)).enumerate() {
-            assert!(
-                a == g,
-                "{} super-block {b} (case {}): ours {a:02x?}\nggml {g:02x?}",
-                f.dtype,
-                f.case_of(b * QK_K)
-            );
+            assert!(a == g, "{} super-block {b} (case {}): ours {a:02x?}\nggml {g:02x?}", f.dtype, f.case_of(b * QK_K));
         }
     }
 }
@@ -257,14 +255,19 @@ fn scalar_dot_matches_ggml_generic() {
         let (wts, ats, nb) = (t.type_size(), GgmlDType::Q8K.type_size(), f.input.len() / QK_K);
         let (mut exact, mut finite) = (0, 0);
         for b in 0..=nb {
-            let (wr, ar) = if b < nb { (b * wts..(b + 1) * wts, b * ats..(b + 1) * ats) } else { (0..nb * wts, 0..nb * ats) };
+            let (wr, ar) =
+                if b < nb { (b * wts..(b + 1) * wts, b * ats..(b + 1) * ats) } else { (0..nb * wts, 0..nb * ats) };
             let (wb, ab) = (Aligned::from_bytes(&w.as_ref()[wr]), Aligned::from_bytes(&a.as_ref()[ar]));
             let ours = t.vec_dot(Isa::Scalar, wb.as_ref(), ab.as_ref());
             let ggml = f.dots[b];
-            let what = if b < nb { format!("super-block {b} (case {})", f.case_of(b * QK_K)) } else { "whole row".into() };
+            let what =
+                if b < nb { format!("super-block {b} (case {})", f.case_of(b * QK_K)) } else { "whole row".into() };
             if !ggml.is_finite() {
                 // d overflowed to inf in the "huge" case.
-                assert!(ours.to_bits() == ggml.to_bits() || (ours.is_nan() && ggml.is_nan()), "{t} {what}: {ours} vs {ggml}");
+                assert!(
+                    ours.to_bits() == ggml.to_bits() || (ours.is_nan() && ggml.is_nan()),
+                    "{t} {what}: {ours} vs {ggml}"
+                );
                 continue;
             }
             finite += 1;

@@ -79,7 +79,9 @@ fn check_tile<W: Copy>(
 ) {
     let mut rng = Rng::new(7);
     for nb in [1, 2, 3, 8, 33, 128] {
-        for (wf, yf) in [(Fill::Random, Fill::Random), (Fill::Max, Fill::Min), (Fill::Min, Fill::Min), (Fill::Max, Fill::Max)] {
+        for (wf, yf) in
+            [(Fill::Random, Fill::Random), (Fill::Max, Fill::Min), (Fill::Min, Fill::Min), (Fill::Max, Fill::Max)]
+        {
             for _ in 0..4 {
                 let w: Vec<W> = (0..nb).map(|_| make(&mut rng, wf)).collect();
                 // Token 2 pinned at the extreme, the others random.
@@ -87,16 +89,18 @@ fn check_tile<W: Copy>(
                     .map(|t| (0..nb).map(|_| q8(&mut rng, if t == 2 { yf } else { Fill::Random }, true)).collect())
                     .collect();
                 let yds: Vec<Vec<f32>> = ys.iter().map(|y| y.iter().map(|b| b.d.to_f32()).collect()).collect();
-                let tile = tiled::Tile {
-                    y: std::array::from_fn(|t| &ys[t][..]),
-                    yd: std::array::from_fn(|t| &yds[t][..]),
-                };
+                let tile =
+                    tiled::Tile { y: std::array::from_fn(|t| &ys[t][..]), yd: std::array::from_fn(|t| &yds[t][..]) };
                 let got = kernel(&w, &tile);
                 for t in 0..tiled::TILE {
                     let want = reference(&w, &ys[t]);
                     let mag = magnitude(&w, &ys[t], ints, d);
                     let err = (got[t] as f64 - want as f64).abs();
-                    assert!(err <= TOL * mag + 1e-30, "nb={nb} {wf:?}/{yf:?} token {t}: tiled {} scalar {want} (mag {mag})", got[t]);
+                    assert!(
+                        err <= TOL * mag + 1e-30,
+                        "nb={nb} {wf:?}/{yf:?} token {t}: tiled {} scalar {want} (mag {mag})",
+                        got[t]
+                    );
                 }
             }
         }

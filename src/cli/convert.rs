@@ -20,7 +20,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
-    let opts = ConvertOptions { dir: args.hf_dir, out: args.output, out_type: args.out_type, force: args.force, progress: true };
+    let opts = ConvertOptions {
+        dir: args.hf_dir,
+        out: args.output,
+        out_type: args.out_type,
+        force: args.force,
+        progress: true,
+    };
     let s = convert(&opts)?;
     eprintln!(
         "wrote {} ({}, {} tensors, {} parameters, {:.1} MiB, {:.2} bits/weight) in {:.1}s",

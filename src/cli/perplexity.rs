@@ -56,8 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let path = resolve_model(args.model.as_deref())?;
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not valid UTF-8 (byte {})", args.file.display(), e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("{} is not valid UTF-8 (byte {})", args.file.display(), e.utf8_error().valid_up_to())
+    })?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
     pool.install(|| evaluate(&args, &path, &text))
 }
@@ -73,7 +74,12 @@ fn evaluate(args: &Args, path: &std::path::Path, text: &str) -> anyhow::Result<(
         n_chunks = n_chunks.min(c);
     }
     if n_chunks == 0 {
-        bail!("{} is {} tokens, shorter than one chunk of {}; use a smaller -c", args.file.display(), tokens.len(), args.ctx);
+        bail!(
+            "{} is {} tokens, shorter than one chunk of {}; use a smaller -c",
+            args.file.display(),
+            tokens.len(),
+            args.ctx
+        );
     }
     let opts = PerplexityOptions {
         n_ctx: args.ctx,

@@ -49,7 +49,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bench_reps: args.reps.max(1),
         threads: args.threads.unwrap_or_else(physical_cores).max(1),
     };
-    let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+    let command =
+        std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
     let command = command.replacen(&std::env::args().next().unwrap_or_default(), "qllama", 1);
     let rows = run_report(&opts)?;
     let (md, svg) = write_report(&rows, &opts, &command)?;

@@ -58,7 +58,11 @@ impl HParams {
         let model_type = c.get("model_type").and_then(Value::as_str);
         let is_llama = if archs.is_empty() { model_type == Some("llama") } else { archs.contains(&"LlamaForCausalLM") };
         if !is_llama {
-            let what = if archs.is_empty() { format!("model_type {model_type:?}") } else { format!("architectures {archs:?}") };
+            let what = if archs.is_empty() {
+                format!("model_type {model_type:?}")
+            } else {
+                format!("architectures {archs:?}")
+            };
             bail!("not a Llama checkpoint ({what}); only LlamaForCausalLM is supported");
         }
 

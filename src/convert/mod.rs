@@ -214,8 +214,9 @@ pub fn convert(opts: &ConvertOptions) -> Result<Summary> {
             continue;
         }
         let shard = ck.shard_path(src).display();
-        let m = names::map_name(name, &hp)
-            .with_context(|| format!("{shard}: unexpected tensor {name} (not part of a {}-layer Llama)", hp.n_layers))?;
+        let m = names::map_name(name, &hp).with_context(|| {
+            format!("{shard}: unexpected tensor {name} (not part of a {}-layer Llama)", hp.n_layers)
+        })?;
         if src.shape != m.shape {
             bail!("{shard}: tensor {name} has shape {:?}, expected {:?} from config.json", src.shape, m.shape);
         }
@@ -395,7 +396,8 @@ fn sampling_metadata(dir: &Path) -> Result<Vec<(String, GgufValue)>> {
         return Ok(Vec::new());
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", path.display()))?;
     let mut md = Vec::new();
     let int = |x: &serde_json::Value| x.as_i64().and_then(|i| i32::try_from(i).ok()).map(GgufValue::I32);
     let float = |x: &serde_json::Value| x.as_f64().map(|f| GgufValue::F32(f as f32));

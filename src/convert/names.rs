@@ -10,7 +10,9 @@ pub enum Role {
     Output,
     Norm,
     /// Query/key projection: rows permuted for `n_head` heads.
-    Rope { n_head: usize },
+    Rope {
+        n_head: usize,
+    },
     Weight,
 }
 

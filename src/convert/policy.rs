@@ -79,10 +79,7 @@ pub fn allows_quantization(name: &str, n_dims: usize) -> bool {
 /// tensors in layer order instead; for Llama (one of each per layer) that
 /// count is the layer number.
 fn layer_of(name: &str) -> usize {
-    name.strip_prefix("blk.")
-        .and_then(|r| r.split_once('.'))
-        .and_then(|(n, _)| n.parse().ok())
-        .unwrap_or(0)
+    name.strip_prefix("blk.").and_then(|r| r.split_once('.')).and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
 }
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and

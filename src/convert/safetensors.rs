@@ -112,7 +112,9 @@ impl Checkpoint {
                 Dtype::F32 => SrcDType::F32,
                 Dtype::F16 => SrcDType::F16,
                 Dtype::BF16 => SrcDType::BF16,
-                other => bail!("{}: tensor {name} has unsupported dtype {other:?} (need F32, F16 or BF16)", path.display()),
+                other => {
+                    bail!("{}: tensor {name} has unsupported dtype {other:?} (need F32, F16 or BF16)", path.display())
+                }
             };
             let (s, e) = info.data_offsets;
             let n: Option<usize> = info.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
@@ -155,9 +157,8 @@ impl Checkpoint {
             // is alive. The map is a private read-only file mapping, so
             // MADV_DONTNEED only discards page-table entries: later reads
             // fault the same file contents back in.
-            let _ = unsafe {
-                mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, t.start, t.end - t.start)
-            };
+            let _ =
+                unsafe { mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, t.start, t.end - t.start) };
         }
         #[cfg(not(unix))]
         let _ = t;

@@ -41,7 +41,8 @@ pub fn parse_sentencepiece(bytes: &[u8]) -> Result<Vocab, String> {
             while let Some((f, w)) = p.key()? {
                 match (f, w) {
                     (1, 2) => {
-                        let s = std::str::from_utf8(p.bytes()?).map_err(|_| "a piece is not valid UTF-8".to_string())?;
+                        let s =
+                            std::str::from_utf8(p.bytes()?).map_err(|_| "a piece is not valid UTF-8".to_string())?;
                         piece = Some(s.to_string());
                     }
                     (2, 5) => score = f32::from_le_bytes(p.fixed::<4>()?),
@@ -134,19 +135,23 @@ impl<'a> Proto<'a> {
 /// merging; we score each piece by its merge rank instead (earlier merge =
 /// higher score), which is the order SentencePiece's own scores encode.
 pub fn vocab_from_tokenizer_json(tj: &Value, path: &Path) -> Result<Vocab> {
-    let model = tj.get("model").and_then(Value::as_object).with_context(|| format!("{}: no \"model\"", path.display()))?;
+    let model =
+        tj.get("model").and_then(Value::as_object).with_context(|| format!("{}: no \"model\"", path.display()))?;
     if model.get("type").and_then(Value::as_str) != Some("BPE")
         || model.get("byte_fallback").and_then(Value::as_bool) != Some(true)
     {
         bail!("{}: not a Llama (SentencePiece-style BPE with byte fallback) tokenizer", path.display());
     }
-    let vocab_map = model.get("vocab").and_then(Value::as_object).with_context(|| format!("{}: no model.vocab", path.display()))?;
+    let vocab_map =
+        model.get("vocab").and_then(Value::as_object).with_context(|| format!("{}: no model.vocab", path.display()))?;
     let n = vocab_map.len();
     let mut tokens: Vec<Option<String>> = vec![None; n];
     for (tok, id) in vocab_map {
-        let id = id.as_u64().filter(|&i| (i as usize) < n).with_context(|| {
-            format!("{}: token {tok:?} has id {id}, outside 0..{n}", path.display())
-        })? as usize;
+        let id = id
+            .as_u64()
+            .filter(|&i| (i as usize) < n)
+            .with_context(|| format!("{}: token {tok:?} has id {id}, outside 0..{n}", path.display()))?
+            as usize;
         if tokens[id].replace(tok.clone()).is_some() {
             bail!("{}: two tokens share id {id}", path.display());
         }
@@ -154,11 +159,14 @@ pub fn vocab_from_tokenizer_json(tj: &Value, path: &Path) -> Result<Vocab> {
     let tokens: Vec<String> = tokens.into_iter().map(|t| t.expect("ids are a permutation of 0..n")).collect();
     let mut scores = vec![0.0f32; n];
     if let Some(merges) = model.get("merges").and_then(Value::as_array) {
-        let index: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+        let index: std::collections::HashMap<&str, usize> =
+            tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
         for (rank, m) in merges.iter().enumerate() {
             let merged = match m {
                 Value::String(s) => s.split_once(' ').map(|(a, b)| format!("{a}{b}")),
-                Value::Array(p) if p.len() == 2 => Some(format!("{}{}", p[0].as_str().unwrap_or(""), p[1].as_str().unwrap_or(""))),
+                Value::Array(p) if p.len() == 2 => {
+                    Some(format!("{}{}", p[0].as_str().unwrap_or(""), p[1].as_str().unwrap_or("")))
+                }
                 _ => None,
             };
             if let Some(&id) = merged.as_deref().and_then(|m| index.get(m)) {
@@ -198,7 +206,11 @@ pub fn input_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// Build the tokenizer metadata, in llama.cpp's key order. `vocab_size` is
 /// `config.json`'s: the vocabulary is padded or cut to it, as llama.cpp does.
-pub fn tokenizer_metadata(dir: &Path, vocab_size: usize, config_token_ids: &[(String, i64)]) -> Result<Vec<(String, GgufValue)>> {
+pub fn tokenizer_metadata(
+    dir: &Path,
+    vocab_size: usize,
+    config_token_ids: &[(String, i64)],
+) -> Result<Vec<(String, GgufValue)>> {
     let sp_path = dir.join("tokenizer.model");
     let tj_path = dir.join("tokenizer.json");
     let tc_path = dir.join("tokenizer_config.json");
@@ -222,7 +234,10 @@ pub fn tokenizer_metadata(dir: &Path, vocab_size: usize, config_token_ids: &[(St
         types: vec![UNUSED; vocab_size],
     };
     if base.tokens.len() > vocab_size {
-        eprintln!("warning: tokenizer has {} tokens, config.json vocab_size {vocab_size}: ignoring the rest", base.tokens.len());
+        eprintln!(
+            "warning: tokenizer has {} tokens, config.json vocab_size {vocab_size}: ignoring the rest",
+            base.tokens.len()
+        );
     }
     for i in 0..base.tokens.len().min(vocab_size) {
         v.tokens[i] = base.tokens[i].clone();
@@ -263,9 +278,18 @@ pub fn tokenizer_metadata(dir: &Path, vocab_size: usize, config_token_ids: &[(St
     }
     put("tokenizer.ggml.model", GgufValue::String("llama".into()));
     put("tokenizer.ggml.pre", GgufValue::String("default".into()));
-    put("tokenizer.ggml.tokens", GgufValue::Array(GgufValueType::String, v.tokens.into_iter().map(GgufValue::String).collect()));
-    put("tokenizer.ggml.scores", GgufValue::Array(GgufValueType::F32, v.scores.into_iter().map(GgufValue::F32).collect()));
-    put("tokenizer.ggml.token_type", GgufValue::Array(GgufValueType::I32, v.types.into_iter().map(GgufValue::I32).collect()));
+    put(
+        "tokenizer.ggml.tokens",
+        GgufValue::Array(GgufValueType::String, v.tokens.into_iter().map(GgufValue::String).collect()),
+    );
+    put(
+        "tokenizer.ggml.scores",
+        GgufValue::Array(GgufValueType::F32, v.scores.into_iter().map(GgufValue::F32).collect()),
+    );
+    put(
+        "tokenizer.ggml.token_type",
+        GgufValue::Array(GgufValueType::I32, v.types.into_iter().map(GgufValue::I32).collect()),
+    );
     let special = SpecialVocab::load(tokenizer_json.as_ref(), tc, config_token_ids, vocab_size);
     for (typ, id) in &special.ids {
         let key = match typ.as_str() {
@@ -323,7 +347,9 @@ impl SpecialVocab {
                 if p.get("type").and_then(Value::as_str) != Some("TemplateProcessing") {
                     continue;
                 }
-                let special_id = |e: &Value| e.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_owned);
+                let special_id = |e: &Value| {
+                    e.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str).map(str::to_owned)
+                };
                 let single = p.get("single").and_then(Value::as_array).cloned().unwrap_or_default();
                 let pair = p.get("pair").and_then(Value::as_array).cloned().unwrap_or_default();
                 let mut first = None;
@@ -342,13 +368,24 @@ impl SpecialVocab {
                 // between A and B means add_sep.
                 if !pair.is_empty() {
                     let start = usize::from(first.is_some() && special_id(&pair[0]) == first);
-                    let stop = if last.is_some() && special_id(&pair[pair.len() - 1]) == last { pair.len() - 1 } else { pair.len() };
+                    let stop = if last.is_some() && special_id(&pair[pair.len() - 1]) == last {
+                        pair.len() - 1
+                    } else {
+                        pair.len()
+                    };
                     let mid = if stop > start { &pair[start..stop] } else { &[][..] };
-                    let seq = |e: &Value| e.get("Sequence").and_then(|q| q.get("id")).and_then(Value::as_str).map(str::to_owned);
-                    if mid.len() > 2 && seq(&mid[0]).as_deref() == Some("A") && seq(&mid[mid.len() - 1]).as_deref() == Some("B") {
+                    let seq = |e: &Value| {
+                        e.get("Sequence").and_then(|q| q.get("id")).and_then(Value::as_str).map(str::to_owned)
+                    };
+                    if mid.len() > 2
+                        && seq(&mid[0]).as_deref() == Some("A")
+                        && seq(&mid[mid.len() - 1]).as_deref() == Some("B")
+                    {
                         let inner = &mid[1..mid.len() - 1];
                         let sep = token_str("sep");
-                        let is_sep = |e: &Value| special_id(e).is_some_and(|t| Some(&t) == sep.as_ref() || Some(&t) == eos.as_ref());
+                        let is_sep = |e: &Value| {
+                            special_id(e).is_some_and(|t| Some(&t) == sep.as_ref() || Some(&t) == eos.as_ref())
+                        };
                         let add_sep = (is_sep(&inner[0]) && last.is_none()) || (inner.len() == 2 && is_sep(&inner[1]));
                         set_flag(&mut s.add, "sep", add_sep);
                     }

@@ -38,7 +38,14 @@ fn tokens(n: usize, n_vocab: usize) -> Vec<u32> {
 
 /// Run the pp and tg tests (each after one warm-up) with their own thread
 /// pools. A test with 0 tokens is skipped.
-pub fn bench(model: &Model, n_prompt: usize, n_gen: usize, reps: usize, pp_threads: usize, tg_threads: usize) -> anyhow::Result<Vec<BenchRow>> {
+pub fn bench(
+    model: &Model,
+    n_prompt: usize,
+    n_gen: usize,
+    reps: usize,
+    pp_threads: usize,
+    tg_threads: usize,
+) -> anyhow::Result<Vec<BenchRow>> {
     let n_ctx = (n_prompt + n_gen).max(1);
     let mut kv = model.new_kv_cache(n_ctx, 1, KvType::F16)?;
     let mut s = model.new_scratch(MAX_BATCH.min(n_prompt.max(1)), n_ctx);

@@ -119,7 +119,11 @@ pub fn perplexity(
         }
         res.chunks += 1;
         res.running.push(res.ppl());
-        let scored = ChunkLogits { logits: &chunk_logits[..(n_ctx - 1 - first) * n_vocab], targets: &chunk[first + 1..], n_vocab };
+        let scored = ChunkLogits {
+            logits: &chunk_logits[..(n_ctx - 1 - first) * n_vocab],
+            targets: &chunk[first + 1..],
+            n_vocab,
+        };
         on_chunk(c, n_chunks, &res, scored)?;
     }
     Ok(res)
@@ -165,7 +169,11 @@ pub fn evaluate_text(
     if opts.max_chunks > 0 {
         n_chunks = n_chunks.min(opts.max_chunks);
     }
-    anyhow::ensure!(n_chunks > 0, "the text is {} tokens, shorter than one chunk of {n_ctx}; use a smaller context", tokens.len());
+    anyhow::ensure!(
+        n_chunks > 0,
+        "the text is {} tokens, shorter than one chunk of {n_ctx}; use a smaller context",
+        tokens.len()
+    );
     let key = LogitsKey {
         n_ctx: n_ctx as u32,
         n_chunks: n_chunks as u32,

@@ -72,14 +72,27 @@ pub fn run_report(opts: &ReportOptions) -> anyhow::Result<Vec<ReportRow>> {
         let file = models.join(format!("{stem}-{}.gguf", t.name()));
         eprintln!("== {} ==", t.name());
         let summary = pool.install(|| {
-            convert(&ConvertOptions { dir: opts.hf_dir.clone(), out: file.clone(), out_type: t, force: true, progress: false })
+            convert(&ConvertOptions {
+                dir: opts.hf_dir.clone(),
+                out: file.clone(),
+                out_type: t,
+                force: true,
+                progress: false,
+            })
         })?;
         let model = Model::open(&file)?;
         let tok = Tokenizer::from_gguf(&model.file)?;
         let tokens = tok.encode(&text, tok.add_bos())?;
-        let popts = PerplexityOptions { n_ctx: opts.n_ctx, n_batch: opts.n_ctx.min(512), max_chunks: opts.chunks, kv_type: KvType::F16 };
-        let (save, base) = if i == 0 { (Some(base_logits.as_path()), None) } else { (None, Some(base_logits.as_path())) };
-        let ev = pool.install(|| evaluate_text(&model, tok.bos_id(), tok.add_bos(), &tokens, &popts, save, base, true))?;
+        let popts = PerplexityOptions {
+            n_ctx: opts.n_ctx,
+            n_batch: opts.n_ctx.min(512),
+            max_chunks: opts.chunks,
+            kv_type: KvType::F16,
+        };
+        let (save, base) =
+            if i == 0 { (Some(base_logits.as_path()), None) } else { (None, Some(base_logits.as_path())) };
+        let ev =
+            pool.install(|| evaluate_text(&model, tok.bos_id(), tok.add_bos(), &tokens, &popts, save, base, true))?;
         let speed = bench(&model, opts.bench_prompt, opts.bench_gen, opts.bench_reps, opts.threads, opts.threads)?;
         eprintln!(
             "{}: {:.2} bits/weight, PPL {:.4}{}",
@@ -110,7 +123,10 @@ pub fn markdown(rows: &[ReportRow], opts: &ReportOptions, command: &str) -> Stri
         opts.text.display(), opts.threads, qllama_kernels::simd::isa().name(), opts.n_ctx);
     let pp = rows.first().and_then(|r| r.speed("pp")).map(|r| r.test.clone()).unwrap_or_else(|| "pp".into());
     let tg = rows.first().and_then(|r| r.speed("tg")).map(|r| r.test.clone()).unwrap_or_else(|| "tg".into());
-    let _ = writeln!(s, "| type | size MiB | bits/weight | PPL | Δppl | mean KLD | 99% KLD | top-1 agree | {pp} t/s | {tg} t/s |");
+    let _ = writeln!(
+        s,
+        "| type | size MiB | bits/weight | PPL | Δppl | mean KLD | 99% KLD | top-1 agree | {pp} t/s | {tg} t/s |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let kl = |f: &dyn Fn(&KlSummary) -> String| r.kl.as_ref().map(f).unwrap_or_else(|| "(reference)".into());
@@ -153,33 +169,65 @@ pub fn svg(rows: &[ReportRow]) -> String {
     let (lo, hi) = (lo.floor(), hi.ceil().max(lo.floor() + 1.0));
     let y = |kl: f64| H - M - (kl.log10() - lo) / (hi - lo) * (H - 2.0 * M);
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{H}" font-family="sans-serif" font-size="12">"#, 2.0 * W);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{H}" font-family="sans-serif" font-size="12">"#,
+        2.0 * W
+    );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    for (panel, (xlabel, xs)) in [("bits per weight (size)", pts.iter().map(|p| p.1).collect::<Vec<_>>()), ("generation tokens/s", pts.iter().map(|p| p.2).collect())]
-        .into_iter()
-        .enumerate()
+    for (panel, (xlabel, xs)) in [
+        ("bits per weight (size)", pts.iter().map(|p| p.1).collect::<Vec<_>>()),
+        ("generation tokens/s", pts.iter().map(|p| p.2).collect()),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let ox = panel as f64 * W;
         let (xmin, xmax) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let pad = ((xmax - xmin) * 0.1).max(0.5);
         let (xmin, xmax) = (xmin - pad, xmax + pad);
         let x = |v: f64| ox + M + (v - xmin) / (xmax - xmin) * (W - 2.0 * M);
-        let _ = writeln!(s, r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, ox + M, H - M, ox + W - M, H - M);
+        let _ =
+            writeln!(s, r#"<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#, ox + M, H - M, ox + W - M, H - M);
         let _ = writeln!(s, r#"<line x1="{}" y1="{M}" x2="{}" y2="{}" stroke="black"/>"#, ox + M, ox + M, H - M);
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">{xlabel}</text>"#, ox + W / 2.0, H - 15.0);
-        let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">mean KL divergence (log)</text>"#, ox + 15.0, H / 2.0, ox + 15.0, H / 2.0);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">mean KL divergence (log)</text>"#,
+            ox + 15.0,
+            H / 2.0,
+            ox + 15.0,
+            H / 2.0
+        );
         for e in lo as i32..=hi as i32 {
             let yy = y(10f64.powi(e));
-            let _ = writeln!(s, r##"<line x1="{}" y1="{yy}" x2="{}" y2="{yy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" font-size="10">1e{e}</text>"##, ox + M, ox + W - M, ox + M - 4.0, yy + 4.0);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{}" y1="{yy}" x2="{}" y2="{yy}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end" font-size="10">1e{e}</text>"##,
+                ox + M,
+                ox + W - M,
+                ox + M - 4.0,
+                yy + 4.0
+            );
         }
         for i in 0..5 {
             let v = xmin + (xmax - xmin) * i as f64 / 4.0;
-            let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{v:.1}</text>"#, x(v), H - M + 14.0);
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" text-anchor="middle" font-size="10">{v:.1}</text>"#,
+                x(v),
+                H - M + 14.0
+            );
         }
         for (p, &xv) in pts.iter().zip(&xs) {
             let (cx, cy) = (x(xv), y(p.3));
             let label = if p.4 { format!("{} (reference)", p.0) } else { p.0.to_string() };
-            let _ = writeln!(s, r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="4" fill="#2a6fdb"/><text x="{:.1}" y="{:.1}">{label}</text>"##, cx + 6.0, cy - 6.0);
+            let _ = writeln!(
+                s,
+                r##"<circle cx="{cx:.1}" cy="{cy:.1}" r="4" fill="#2a6fdb"/><text x="{:.1}" y="{:.1}">{label}</text>"##,
+                cx + 6.0,
+                cy - 6.0
+            );
         }
     }
     let _ = writeln!(s, "</svg>");

@@ -64,11 +64,7 @@ pub(crate) fn tensor_byte_size(dims: &[u64], dtype: GgmlDType) -> std::result::R
     }
     let block = dtype.block_size() as u64;
     if !dims[0].is_multiple_of(block) {
-        return Err(format!(
-            "row length {} is not a multiple of the block size {block} of {}",
-            dims[0],
-            dtype.name()
-        ));
+        return Err(format!("row length {} is not a multiple of the block size {block} of {}", dims[0], dtype.name()));
     }
     (n / block)
         .checked_mul(dtype.type_size() as u64)
@@ -192,10 +188,7 @@ impl<'a> Cursor<'a> {
 
     fn array_value(&mut self, depth: usize) -> Parse<GgufValue> {
         if depth >= MAX_ARRAY_DEPTH {
-            return Err(format!(
-                "arrays nested more than {MAX_ARRAY_DEPTH} levels deep at offset {}",
-                self.pos
-            ));
+            return Err(format!("arrays nested more than {MAX_ARRAY_DEPTH} levels deep at offset {}", self.pos));
         }
         let elem = self.value_type("array element type")?;
         let n = self.count(elem.min_encoded_size(), &format!("array count (of {elem})"))?;
@@ -273,7 +266,9 @@ impl GgufHeader {
         let mut alignment = DEFAULT_ALIGNMENT;
         for i in 0..n_kv {
             let key = c.string(&format!("metadata key #{i}"))?;
-            let ty = c.value_type(&format!("metadata key `{key}` type")).map_err(|e| format!("metadata key `{key}`: {e}"))?;
+            let ty = c
+                .value_type(&format!("metadata key `{key}` type"))
+                .map_err(|e| format!("metadata key `{key}`: {e}"))?;
             let value = c.value(ty, 0).map_err(|e| format!("metadata key `{key}`: {e}"))?;
             if !seen.insert(key.clone()) {
                 return Err(format!("duplicate metadata key `{key}`"));
@@ -473,7 +468,8 @@ impl GgufFile {
         // outlive it. As with any mmap, another process truncating or writing
         // the file while it is mapped is outside what we can guard against;
         // model files are not modified in place by qllama.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| GgufError::new(path, format!("cannot map: {e}")))?;
+        let mmap =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| GgufError::new(path, format!("cannot map: {e}")))?;
         let header = GgufHeader::parse(&mmap, path)?;
         Ok(Self { path: path.to_path_buf(), header, mmap })
     }

@@ -97,4 +97,3 @@ fn load_bf16(v: &[bf16; 2 * L]) -> [F; 2] {
 }
 
 float_dot_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni");
-

@@ -260,10 +260,7 @@ fn load_f16(v: &[f16; 8]) -> [float32x4_t; 2] {
 fn load_bf16(v: &[bf16; 8]) -> [float32x4_t; 2] {
     // bf16 is the top half of an f32: widen with a 16-bit shift (exact).
     let h = load_u16x8(v);
-    [
-        vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
-        vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h)),
-    ]
+    [vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))), vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h))]
 }
 
 macro_rules! float_dot_kernels {

@@ -25,7 +25,6 @@ pub struct Tile<'a> {
 /// `dot(w, y[t])` for each activation row of the tile.
 pub type TileDot<W> = fn(w: &[W], tile: &Tile) -> [f32; TILE];
 
-
 /// The Q4_0 tile kernel, when this CPU can run it.
 pub fn q4_0_q8_0() -> Option<TileDot<BlockQ4_0>> {
     has_avx2().then_some(q4_0_safe as TileDot<BlockQ4_0>)
