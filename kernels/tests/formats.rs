@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{dequantize, Aligned, Rng, LEGACY};
+use common::{dequantize, f32s, Aligned, Rng, LEGACY};
 use qllama_kernels::simd::Isa;
 use qllama_kernels::GgmlDType;
 use std::path::PathBuf;
@@ -29,12 +29,8 @@ struct Fixture {
 impl Fixture {
     /// Which case value `i` belongs to, for failure messages.
     fn case_of(&self, i: usize) -> &str {
-        self.cases.iter().find(|(_, first, n)| (*first..first + n).contains(&i)).map_or("?", |c| c.0.as_str())
+        common::case_of(&self.cases, i)
     }
-}
-
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 fn index() -> Vec<Vec<String>> {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{dequantize, Aligned, Rng};
+use common::{dequantize, f32s, Aligned, Rng};
 use qllama_kernels::formats::{cast_blocks, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, GgmlType};
 use qllama_kernels::simd::scalar::SuperBlock;
 use qllama_kernels::simd::Isa;
@@ -32,13 +32,10 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// Which case value `i` belongs to, for failure messages.
     fn case_of(&self, i: usize) -> &str {
-        self.cases.iter().find(|(_, first, n)| (*first..first + n).contains(&i)).map_or("?", |c| c.0.as_str())
+        common::case_of(&self.cases, i)
     }
-}
-
-fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 fn fixtures() -> Vec<Fixture> {

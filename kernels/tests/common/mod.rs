@@ -91,3 +91,16 @@ pub fn dequantize(dtype: GgmlDType, src: &[u8], n: usize) -> Vec<f32> {
 /// The quantized types with 32-weight blocks and a dot product.
 pub const LEGACY: [GgmlDType; 6] =
     [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_0, GgmlDType::Q8_1];
+
+/// Little-endian f32s from fixture bytes.
+#[allow(dead_code)]
+pub fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// The fixture case (name, first value, number of values) that value `i`
+/// belongs to, for failure messages.
+#[allow(dead_code)]
+pub fn case_of(cases: &[(String, usize, usize)], i: usize) -> &str {
+    cases.iter().find(|(_, first, n)| (*first..first + n).contains(&i)).map_or("?", |c| c.0.as_str())
+}
