@@ -10,6 +10,7 @@
 
 use half::{bf16, f16};
 use qllama_kernels::formats::*;
+use qllama_kernels::simd::scalar::SuperBlock;
 use qllama_kernels::simd::{self, scalar, Isa};
 
 /// Relative to `mag`: f32 rounding of a few hundred block sums in either
@@ -356,6 +357,131 @@ fn q8_0_q8_0_with_min_activations_on_neon() {
     let want = scalar::vec_dot_q8_0_q8_0(&x, &x);
     assert_eq!(want, 3.0 * 32.0 * 16384.0);
     assert_eq!(simd::vec_dot_q8_0_q8_0(Isa::Neon, &x, &x), want);
+}
+
+// ---------------------------------------------------------------------------
+// K-quant dots (Q2_K … Q6_K · Q8_K), same method: every field of a
+// super-block (levels, high bits, packed scales and mins) from one byte
+// pattern, `d` and `dmin` from one scale pattern. The library's decoding
+// (`SuperBlock`) only sizes the tolerance here; tests/k_quants.rs checks it
+// and the scalar dots against ggml.
+
+/// A K-quant weight block made from a byte and a scale pattern.
+trait TestKBlock: SuperBlock + Copy {
+    fn make(rng: &mut Rng, bytes: Bytes, scales: Scales) -> Self;
+}
+
+impl TestKBlock for BlockQ2K {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { scales: bytes(rng, b), qs: bytes(rng, b), d: s.scale(rng), dmin: s.scale(rng) }
+    }
+}
+
+impl TestKBlock for BlockQ3K {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { hmask: bytes(rng, b), qs: bytes(rng, b), scales: bytes(rng, b), d: s.scale(rng) }
+    }
+}
+
+impl TestKBlock for BlockQ4K {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), dmin: s.scale(rng), scales: bytes(rng, b), qs: bytes(rng, b) }
+    }
+}
+
+impl TestKBlock for BlockQ5K {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        Self { d: s.scale(rng), dmin: s.scale(rng), scales: bytes(rng, b), qh: bytes(rng, b), qs: bytes(rng, b) }
+    }
+}
+
+impl TestKBlock for BlockQ6K {
+    fn make(rng: &mut Rng, b: Bytes, s: Scales) -> Self {
+        // Scale bytes 0x80 give -128, the most negative i8 scale.
+        Self { ql: bytes(rng, b), qh: bytes(rng, b), scales: bytes::<16>(rng, b).map(|v| v as i8), d: s.scale(rng) }
+    }
+}
+
+/// Q8_K activations with `bsums` consistent with `qs` (as the quantizer
+/// writes them; the SIMD paths may use either). -128 is allowed: every
+/// K-quant weight is small enough for the products to stay exact.
+fn q8k(rng: &mut Rng, b: Bytes) -> BlockQ8K {
+    let qs = bytes::<256>(rng, b).map(|q| q as i8);
+    let bsums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
+    BlockQ8K { d: Scales::Random.scale(rng).to_f32(), qs, bsums }
+}
+
+/// Super-block counts: empty, odd and even, and a 4096-wide row.
+const K_BLOCK_COUNTS: [usize; 6] = [0, 1, 2, 3, 7, 16];
+
+/// As `check_q`, for K-quant weights: every instruction set against the
+/// scalar reference within `TOL` of the sum of |terms| (scaled products and
+/// the mins' `dmin * dy * bsum * min`).
+fn check_k<X: TestKBlock>(name: &str, simd_dot: Dot<X, BlockQ8K>, reference: fn(&[X], &[BlockQ8K]) -> f32) {
+    let mut rng = Rng(0x4B ^ name.len() as u64);
+    let mut checked = 0;
+    for &xb in &Bytes::ALL {
+        for &yb in &Bytes::ALL {
+            for &sc in &Scales::ALL {
+                for &n in &K_BLOCK_COUNTS {
+                    let x: Vec<X> = (0..n).map(|_| X::make(&mut rng, xb, sc)).collect();
+                    let y: Vec<BlockQ8K> = (0..n).map(|_| q8k(&mut rng, yb)).collect();
+                    let mag: f64 = x
+                        .iter()
+                        .zip(&y)
+                        .map(|(a, b)| {
+                            let (q, (s, m)) = (a.ints(), a.scales_mins());
+                            let ints: i64 =
+                                (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
+                            let mins: i64 =
+                                (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
+                            let dy = b.d as f64;
+                            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
+                        })
+                        .sum();
+                    let want = reference(&x, &y) as f64;
+                    for isa in Isa::available() {
+                        let got = simd_dot(isa, &x, &y) as f64;
+                        let err = (got - want).abs();
+                        assert!(
+                            err <= TOL * mag,
+                            "{name} on {}: {got} vs scalar {want} (error {err:e}, allowed {:e}); \
+                             {n} super-blocks, x bytes {xb:?}, y bytes {yb:?}, scales {sc:?}",
+                            isa.name(),
+                            TOL * mag
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{name}: {checked} cases on {:?}", Isa::available());
+}
+
+#[test]
+fn q2_k_q8_k() {
+    check_k::<BlockQ2K>("q2_K·q8_K", simd::vec_dot_q2_k_q8_k, scalar::vec_dot_q2_k_q8_k);
+}
+
+#[test]
+fn q3_k_q8_k() {
+    check_k::<BlockQ3K>("q3_K·q8_K", simd::vec_dot_q3_k_q8_k, scalar::vec_dot_q3_k_q8_k);
+}
+
+#[test]
+fn q4_k_q8_k() {
+    check_k::<BlockQ4K>("q4_K·q8_K", simd::vec_dot_q4_k_q8_k, scalar::vec_dot_q4_k_q8_k);
+}
+
+#[test]
+fn q5_k_q8_k() {
+    check_k::<BlockQ5K>("q5_K·q8_K", simd::vec_dot_q5_k_q8_k, scalar::vec_dot_q5_k_q8_k);
+}
+
+#[test]
+fn q6_k_q8_k() {
+    check_k::<BlockQ6K>("q6_K·q8_K", simd::vec_dot_q6_k_q8_k, scalar::vec_dot_q6_k_q8_k);
 }
 
 // ---------------------------------------------------------------------------

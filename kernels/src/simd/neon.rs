@@ -12,8 +12,15 @@
 //! Unlike x86, NEON multiplies signed bytes by signed bytes, so weights are
 //! unpacked to their centred signed values and every dot is exact for any
 //! bit pattern, including -128 in both operands.
+//!
+//! The K-quants (Q2_K … Q6_K · Q8_K) go through the same loop: a
+//! super-block is eight groups of 32 weights, unpacked to signed bytes like
+//! the legacy blocks, dotted with the activations per sub-block and scaled by
+//! the integer sub-block scales in i32 (exact), so only `d * dy` and the mins'
+//! `dmin * dy * (bsums · mins)` are applied in f32.
 
 use crate::formats::*;
+use crate::simd::scalar::SuperBlock;
 use core::arch::aarch64::*;
 use core::arch::asm;
 use half::{bf16, f16};
@@ -72,6 +79,102 @@ fn q5_weights(qs: &[u8; 16], qh: [u8; 4]) -> [uint8x16_t; 2] {
     [vorrq_u8(n[0], h[0]), vorrq_u8(n[1], h[1])]
 }
 
+// K-quant unpacking: each super-block as eight groups of 32 weights, as
+// unsigned bytes (the format's signed levels plus its offset, below 128).
+// Group `g` holds weights `32 g .. 32 g + 32`, which the formats store in one
+// 32-byte range each (see `formats::k_quants`' packing functions).
+
+type Groups = [[uint8x16_t; 2]; 8];
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn load_u8x32(q: &[u8; 32]) -> [uint8x16_t; 2] {
+    // SAFETY: each load reads 16 bytes inside `q` (offsets 0 and 16).
+    unsafe { [vld1q_u8(q.as_ptr()), vld1q_u8(q.as_ptr().add(16))] }
+}
+
+/// `(v >> shift) & mask` in every byte.
+#[inline]
+#[target_feature(enable = "neon")]
+fn shift_mask(v: [uint8x16_t; 2], shift: usize, mask: u8) -> [uint8x16_t; 2] {
+    // USHL by a negative count shifts right; `shift` is a constant once the
+    // group loops are unrolled.
+    let (n, m) = (vdupq_n_s8(-(shift as i8)), vdupq_n_u8(mask));
+    [vandq_u8(vshlq_u8(v[0], n), m), vandq_u8(vshlq_u8(v[1], n), m)]
+}
+
+/// `w`, plus `add` in each byte whose `bits` byte has bit `bit` set.
+#[inline]
+#[target_feature(enable = "neon")]
+fn with_bit(w: [uint8x16_t; 2], bits: [uint8x16_t; 2], bit: usize, add: u8) -> [uint8x16_t; 2] {
+    let (b, a) = (vdupq_n_u8(1 << bit), vdupq_n_u8(add));
+    let pick = |w, v| vorrq_u8(w, vandq_u8(vtstq_u8(v, b), a));
+    [pick(w[0], bits[0]), pick(w[1], bits[1])]
+}
+
+/// 2-bit planes (Q2_K, Q3_K's low bits): group `4 h + s` is bits `2 s` of
+/// bytes `32 h ..`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn planes_2bit(qs: &[u8; 64]) -> Groups {
+    let halves = qs.as_chunks::<32>().0;
+    let v = [load_u8x32(&halves[0]), load_u8x32(&halves[1])];
+    std::array::from_fn(|g| shift_mask(v[g / 4], 2 * (g % 4), 3))
+}
+
+/// Q4_K and Q5_K nibbles: group `2 c` is the low nibbles of bytes `32 c ..`,
+/// group `2 c + 1` the high ones.
+#[inline]
+#[target_feature(enable = "neon")]
+fn nibbles_k(qs: &[u8; 128]) -> Groups {
+    let chunks = qs.as_chunks::<32>().0;
+    std::array::from_fn(|g| shift_mask(load_u8x32(&chunks[g / 2]), 4 * (g % 2), 0x0F))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn levels_q2k(x: &BlockQ2K) -> Groups {
+    planes_2bit(&x.qs)
+}
+
+/// Q3_K: the third bit of weight `32 g + i` is bit `g` of `hmask[i]`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn levels_q3k(x: &BlockQ3K) -> Groups {
+    let (low, hm) = (planes_2bit(&x.qs), load_u8x32(&x.hmask));
+    std::array::from_fn(|g| with_bit(low[g], hm, g, 4))
+}
+
+#[inline]
+#[target_feature(enable = "neon")]
+fn levels_q4k(x: &BlockQ4K) -> Groups {
+    nibbles_k(&x.qs)
+}
+
+/// Q5_K: the fifth bit of weight `32 g + i` is bit `g` of `qh[i]`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn levels_q5k(x: &BlockQ5K) -> Groups {
+    let (low, qh) = (nibbles_k(&x.qs), load_u8x32(&x.qh));
+    std::array::from_fn(|g| with_bit(low[g], qh, g, 16))
+}
+
+/// Q6_K: group `4 h + s` takes nibble `s / 2` of `ql` bytes
+/// `64 h + 32 (s % 2) ..` and bits `2 s` of `qh` bytes `32 h ..` on top.
+#[inline]
+#[target_feature(enable = "neon")]
+fn levels_q6k(x: &BlockQ6K) -> Groups {
+    let ql = x.ql.as_chunks::<32>().0;
+    let qh = x.qh.as_chunks::<32>().0;
+    let qh = [load_u8x32(&qh[0]), load_u8x32(&qh[1])];
+    std::array::from_fn(|g| {
+        let (h, s) = (g / 4, g % 4);
+        let low = shift_mask(load_u8x32(&ql[2 * h + s % 2]), 4 * (s / 2), 0x0F);
+        let high = shift_mask(qh[h], 2 * s, 3);
+        [vsliq_n_u8::<4>(low[0], high[0]), vsliq_n_u8::<4>(low[1], high[1])]
+    })
+}
+
 /// Unsigned weights minus `off`, as signed bytes.
 #[inline]
 #[target_feature(enable = "neon")]
@@ -88,9 +191,10 @@ fn signed(w: [uint8x16_t; 2]) -> [int8x16_t; 2] {
 }
 
 // ---------------------------------------------------------------------------
-// Quantized dots. Expects `dot32(a, b)` in scope: the 32 products of signed
-// bytes summed into four i32 lanes, exactly. Blocks alternate between two
-// accumulators so consecutive FMAs do not wait on each other.
+// Quantized dots. Expects `dot32(a, b)` and `dot16(a, b)` in scope: the 32
+// (16) products of signed bytes summed into four i32 lanes, exactly. Blocks
+// alternate between two accumulators so consecutive FMAs do not wait on
+// each other.
 
 macro_rules! q_dot_kernels {
     ($(#[$attr:meta])*) => {
@@ -117,6 +221,49 @@ macro_rules! q_dot_kernels {
         q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q8_1_q8_1, BlockQ8_1, BlockQ8_1, |x, y| {
             let s = dot32(load_i8x32(&x.qs), load_i8x32(&y.qs));
             (s, x.d.to_f32() * y.d.to_f32(), 0.0)
+        });
+
+        /// One K-quant super-block: `w` are its groups, `off` above the
+        /// signed levels. The sub-block scales multiply the integer sums in
+        /// i32 (exact: |sum| < 2^28 for every format); the mins come in
+        /// through the activations' `bsums`, as in ggml.
+        #[inline]
+        $(#[$attr])*
+        fn k_block<X: SuperBlock>(x: &X, y: &BlockQ8K, w: Groups, off: i8) -> (int32x4_t, f32, f32) {
+            let (sc, m) = x.scales_mins();
+            let q8 = y.qs.as_chunks::<32>().0;
+            let mut s = vdupq_n_s32(0);
+            for (g, (w, q)) in w.into_iter().zip(q8).enumerate() {
+                let (w, q) = (centred(w, off), load_i8x32(q));
+                s = if X::SUB == 32 {
+                    vmlaq_n_s32(s, dot32(w, q), sc[g])
+                } else {
+                    vmlaq_n_s32(vmlaq_n_s32(s, dot16(w[0], q[0]), sc[2 * g]), dot16(w[1], q[1]), sc[2 * g + 1])
+                };
+            }
+            let mins = if X::HAS_MIN {
+                // bsums cover 16 weights; a 32-weight sub-block spans two.
+                let summs: i32 = (0..16).map(|j| y.bsums[j] as i32 * m[j * 16 / X::SUB]).sum();
+                -(x.dmin() * y.d) * summs as f32
+            } else {
+                0.0
+            };
+            (s, x.d() * y.d, mins)
+        }
+        q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q2_k_q8_k, BlockQ2K, BlockQ8K, |x, y| {
+            k_block(x, y, levels_q2k(x), 0)
+        });
+        q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q3_k_q8_k, BlockQ3K, BlockQ8K, |x, y| {
+            k_block(x, y, levels_q3k(x), 4)
+        });
+        q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q4_k_q8_k, BlockQ4K, BlockQ8K, |x, y| {
+            k_block(x, y, levels_q4k(x), 0)
+        });
+        q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q5_k_q8_k, BlockQ5K, BlockQ8K, |x, y| {
+            k_block(x, y, levels_q5k(x), 0)
+        });
+        q_dot_kernels!(@one [$(#[$attr])*] vec_dot_q6_k_q8_k, BlockQ6K, BlockQ8K, |x, y| {
+            k_block(x, y, levels_q6k(x), 32)
         });
     };
     (@one [$(#[$attr:meta])*] $name:ident, $x:ty, $y:ty, |$xb:ident, $yb:ident| $block:block) => {
@@ -164,6 +311,12 @@ mod plain {
         vpadalq_s16(s, vmull_high_s8(a[1], b[1]))
     }
 
+    #[inline]
+    #[target_feature(enable = "neon")]
+    fn dot16(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        vpadalq_s16(vpaddlq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b))), vmull_high_s8(a, b))
+    }
+
     q_dot_kernels!(#[target_feature(enable = "neon")]);
 }
 
@@ -185,6 +338,21 @@ mod sdot {
                 acc = inout(vreg) acc,
                 a0 = in(vreg) a[0], b0 = in(vreg) b[0],
                 a1 = in(vreg) a[1], b1 = in(vreg) b[1],
+                options(pure, nomem, nostack, preserves_flags),
+            );
+        }
+        acc
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    fn dot16(a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = vdupq_n_s32(0);
+        // SAFETY: as in `dot32`.
+        unsafe {
+            asm!(
+                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+                acc = inout(vreg) acc, a = in(vreg) a, b = in(vreg) b,
                 options(pure, nomem, nostack, preserves_flags),
             );
         }
@@ -223,6 +391,11 @@ pick_dotprod! {
     vec_dot_q5_1_q8_1: BlockQ5_1, BlockQ8_1;
     vec_dot_q8_0_q8_0: BlockQ8_0, BlockQ8_0;
     vec_dot_q8_1_q8_1: BlockQ8_1, BlockQ8_1;
+    vec_dot_q2_k_q8_k: BlockQ2K, BlockQ8K;
+    vec_dot_q3_k_q8_k: BlockQ3K, BlockQ8K;
+    vec_dot_q4_k_q8_k: BlockQ4K, BlockQ8K;
+    vec_dot_q5_k_q8_k: BlockQ5K, BlockQ8K;
+    vec_dot_q6_k_q8_k: BlockQ6K, BlockQ8K;
 }
 
 // ---------------------------------------------------------------------------
@@ -301,19 +474,3 @@ float_dot_kernels! {
     vec_dot_f16: f16, load_f16;
     vec_dot_bf16: bf16, load_bf16;
 }
-
-// K-quants: no NEON kernels yet; the scalar reference stands in so that
-// every type dispatches on every instruction set.
-macro_rules! k_scalar {
-    ($($name:ident: $x:ty),*) => {$(
-        /// The scalar reference (no NEON K-quant kernel yet).
-        ///
-        /// # Safety
-        /// None beyond the dispatcher's; `unsafe` only to match the kernels.
-        pub unsafe fn $name(x: &[$x], y: &[BlockQ8K]) -> f32 {
-            super::scalar::$name(x, y)
-        }
-    )*};
-}
-k_scalar!(vec_dot_q2_k_q8_k: BlockQ2K, vec_dot_q3_k_q8_k: BlockQ3K, vec_dot_q4_k_q8_k: BlockQ4K,
-    vec_dot_q5_k_q8_k: BlockQ5K, vec_dot_q6_k_q8_k: BlockQ6K);
