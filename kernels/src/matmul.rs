@@ -7,25 +7,32 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
-#[cfg_attr(not(target_arch = "x86_64"), allow(unused_imports))]
+use crate::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, ROWS};
 use crate::formats::{cast_blocks, BlockQ8_0};
+use crate::simd::scalar::BlockInts;
+use crate::simd::x8::{self, Act, X8Dot};
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
 
-/// Multi-token kernels for prompt batches (x86-64 only; they sit with the
-/// other SIMD files but are private to matmul's batched path).
-#[cfg(target_arch = "x86_64")]
-#[path = "simd/tiled.rs"]
-pub mod tiled;
+/// How a matrix's blocks are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Row after row, as in the file.
+    Rows,
+    /// Groups of eight rows interleaved block by block
+    /// (`formats::interleaved`), repacked at load.
+    Interleaved,
+}
 
-/// A row-major weight matrix of `rows` rows of `cols` values, in `dtype`
-/// blocks, borrowed (typically from a memory-mapped file).
+/// A weight matrix of `rows` rows of `cols` values, in `dtype` blocks,
+/// borrowed (from a memory-mapped file, or a repacked copy of it).
 #[derive(Clone, Copy, Debug)]
 pub struct QMatrix<'a> {
     pub dtype: GgmlDType,
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    pub layout: Layout,
     row_bytes: usize,
 }
 
@@ -50,14 +57,24 @@ impl<'a> QMatrix<'a> {
         if data.as_ptr().align_offset(align) != 0 {
             return Err(format!("{dtype} data is not {align}-byte aligned"));
         }
-        Ok(Self { dtype, rows, cols, data, row_bytes })
+        Ok(Self { dtype, rows, cols, data, layout: Layout::Rows, row_bytes })
+    }
+
+    /// A matrix whose `data` was made by [`interleaved::interleave`].
+    pub fn interleaved(dtype: GgmlDType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, String> {
+        if !interleaved::can_interleave(dtype, rows) {
+            return Err(format!("{rows} rows of {dtype} have no interleaved layout"));
+        }
+        Ok(Self { layout: Layout::Interleaved, ..Self::new(dtype, rows, cols, data)? })
     }
 
     pub fn row_bytes(&self) -> usize {
         self.row_bytes
     }
 
+    /// Row `r`'s bytes (row-major matrices only).
     pub fn row(&self, r: usize) -> &'a [u8] {
+        assert_eq!(self.layout, Layout::Rows, "rows of an interleaved matrix are not contiguous");
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 }
@@ -67,8 +84,10 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     /// Quantized activations; u64 storage keeps every block type aligned.
     act: Vec<u64>,
-    /// The activation blocks' scales as f32, for the tiled path.
+    /// The activation blocks' scales as f32, and the Q4_0 offset terms,
+    /// for the interleaved kernels.
     act_d: Vec<f32>,
+    act_offset: Vec<f32>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -83,8 +102,8 @@ fn scratch_bytes(buf: &mut Vec<u64>, len: usize) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), len) }
 }
 
-/// Rows per rayon task: enough work per task to hide scheduling, small
-/// enough to balance two to sixteen threads.
+/// Rows per rayon task on the row-major path: enough work per task to hide
+/// scheduling, small enough to balance two to sixteen threads.
 const ROW_CHUNK: usize = 32;
 
 /// `out[t * w.rows + r] = dot(x[t * w.cols ..][..w.cols], row r of w)` for
@@ -99,24 +118,19 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     assert_eq!(out.len(), n_tokens * w.rows, "output shape");
     let act_type = w.dtype.vec_dot_type();
     let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-    let MatmulScratch { act, act_d } = scratch;
-    // Used by the tiled path only (x86-64).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-    let scratch = act_d;
+    let MatmulScratch { act, act_d, act_offset } = scratch;
     let act = scratch_bytes(act, act_row * n_tokens);
     act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
     let act: &[u8] = act;
 
-    #[cfg(target_arch = "x86_64")]
-    if n_tokens >= tiled::TILE && matches!(isa, Isa::Avx2 | Isa::Avx512) {
-        let done = match w.dtype {
-            GgmlDType::Q4_0 => tiled::q4_0_q8_0().map(|k| matmul_tiled(w, k, act, act_row, n_tokens, out, scratch)),
-            GgmlDType::Q8_0 => tiled::q8_0_q8_0().map(|k| matmul_tiled(w, k, act, act_row, n_tokens, out, scratch)),
-            _ => None,
-        };
-        if done.is_some() {
-            return;
+    if w.layout == Layout::Interleaved {
+        let y: &[BlockQ8_0] = cast_blocks(act);
+        match w.dtype {
+            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, y, n_tokens, out, act_d, act_offset),
+            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, y, n_tokens, out, act_d, act_offset),
+            other => unreachable!("QMatrix::interleaved admits no {other}"),
         }
+        return;
     }
 
     let rows = w.rows;
@@ -138,56 +152,92 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     });
 }
 
-/// The batched path for weights whose activations are Q8_0: within each
-/// chunk of rows, tiles of [`tiled::TILE`] tokens are dotted against each row
-/// in one pass over its blocks; leftover tokens use the one-token dot.
-#[cfg(target_arch = "x86_64")]
-fn matmul_tiled<W: crate::GgmlType>(
+/// Tokens per kernel call on the interleaved path: 8 rows x 4 tokens keeps
+/// the unpacked weight block and the accumulators in the 16 AVX2 registers.
+const TILE: usize = 4;
+
+/// Activation bytes a task keeps hot while it walks its rows (about half
+/// of a core's L2).
+const ACT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The interleaved path. Tasks own runs of 8-row groups; each walks its
+/// groups once per chunk of tokens (so the chunk's activations stay in L2
+/// while each group's weights stream through L1), in tiles of [`TILE`]
+/// tokens.
+fn matmul_x8<X: X8Dot>(
+    isa: Isa,
     w: &QMatrix,
-    kernel: tiled::TileDot<W>,
-    act: &[u8],
-    act_row: usize,
+    y: &[BlockQ8_0],
     n_tokens: usize,
     out: &mut [f32],
     act_d: &mut Vec<f32>,
-) {
-    use tiled::TILE;
-    let y: &[BlockQ8_0] = cast_blocks(act);
+    act_offset: &mut Vec<f32>,
+) where
+    X::Source: BlockInts,
+{
     let nb = y.len() / n_tokens;
     act_d.clear();
-    act_d.extend(y.iter().map(|b| f32::from(b.d)));
-    let yd: &[f32] = act_d;
-    let rows_of = |t: usize| (t * nb)..((t + 1) * nb);
+    act_d.extend(y.iter().map(|b| b.d()));
+    act_offset.clear();
+    if X::NEEDS_OFFSET {
+        act_offset.extend(y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32));
+    }
+    let (act_d, act_offset): (&[f32], &[f32]) = (act_d, act_offset);
+    let blocks: &[X] = interleaved::cast(w.data);
+    let groups = w.rows / ROWS;
+    // A few tasks per thread, for balance on a busy machine.
+    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let token_chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<BlockQ8_0>())).max(TILE) / TILE * TILE;
     let rows = w.rows;
-    let full = n_tokens / TILE * TILE;
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|chunk| {
+    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let out_ptr = &out_ptr;
-        let r0 = chunk * ROW_CHUNK;
-        let r1 = (r0 + ROW_CHUNK).min(rows);
-        for t0 in (0..full).step_by(TILE) {
-            let tile = tiled::Tile {
-                y: std::array::from_fn(|i| &y[rows_of(t0 + i)]),
-                yd: std::array::from_fn(|i| &yd[rows_of(t0 + i)]),
-            };
-            for r in r0..r1 {
-                let v = kernel(cast_blocks::<W>(w.row(r)), &tile);
-                for (i, v) in v.into_iter().enumerate() {
-                    // SAFETY: as in `matmul_with`: in bounds, and each (t, r)
-                    // is written by the one task that owns row r.
-                    unsafe { *out_ptr.0.add((t0 + i) * rows + r) = v };
+        let my_groups = task * per_task..((task + 1) * per_task).min(groups);
+        for t0 in (0..n_tokens).step_by(token_chunk) {
+            let t1 = (t0 + token_chunk).min(n_tokens);
+            for g in my_groups.clone() {
+                let wg = &blocks[g * nb..(g + 1) * nb];
+                let mut t = t0;
+                while t < t1 {
+                    let tokens = t..(t + TILE).min(t1);
+                    let span = tokens.start * nb..tokens.end * nb;
+                    let offset = if X::NEEDS_OFFSET { &act_offset[span.clone()] } else { &[][..] };
+                    let a = Act { q: &y[span.clone()], d: &act_d[span], offset };
+                    let write = |tile: &[[f32; ROWS]]| {
+                        for (i, v) in tile.iter().enumerate() {
+                            // SAFETY: token t+i < n_tokens and rows g*8..g*8+8
+                            // are in bounds (asserted shapes); each (token,
+                            // row) is written by the one task owning group g.
+                            unsafe {
+                                std::ptr::copy_nonoverlapping(
+                                    v.as_ptr(),
+                                    out_ptr.0.add((t + i) * rows + g * ROWS),
+                                    ROWS,
+                                )
+                            };
+                        }
+                    };
+                    match tokens.len() {
+                        4 => write(&tile::<X, 4>(isa, wg, a)),
+                        3 => write(&tile::<X, 3>(isa, wg, a)),
+                        2 => write(&tile::<X, 2>(isa, wg, a)),
+                        _ => write(&tile::<X, 1>(isa, wg, a)),
+                    }
+                    t = tokens.end;
                 }
             }
         }
-        for t in full..n_tokens {
-            let a = &act[t * act_row..(t + 1) * act_row];
-            for r in r0..r1 {
-                let v = w.dtype.vec_dot(Isa::Avx2, w.row(r), a);
-                // SAFETY: as above.
-                unsafe { *out_ptr.0.add(t * rows + r) = v };
-            }
-        }
     });
+}
+
+#[inline]
+fn tile<X: X8Dot, const T: usize>(isa: Isa, w: &[X], act: Act) -> [[f32; ROWS]; T]
+where
+    X::Source: BlockInts,
+{
+    let mut out = [[0.0; ROWS]; T];
+    x8::gemm::<X, T>(isa, w, act, &mut out);
+    out
 }
 
 struct SendPtr(*mut f32);

@@ -550,6 +550,21 @@ impl GgufFile {
         &self.mmap
     }
 
+    /// Drop the resident pages of `range` of the map (whole pages inside
+    /// it), for data that was copied elsewhere. The map stays valid: a page
+    /// touched again is read back from the page cache.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        let page = 4096;
+        let start = range.start.div_ceil(page) * page;
+        let end = range.end.min(self.mmap.len()) / page * page;
+        if start < end {
+            // SAFETY: the map is private and read-only, so MADV_DONTNEED
+            // cannot lose data: the next access re-reads the same file bytes.
+            // The range lies inside the map (clamped above).
+            let _ = unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+    }
+
     /// An error about this file.
     pub fn error(&self, msg: impl Into<String>) -> GgufError {
         GgufError::new(&self.path, msg)

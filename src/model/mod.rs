@@ -8,6 +8,7 @@
 mod forward;
 mod hparams;
 mod kv_cache;
+mod repack;
 mod weights;
 
 pub use hparams::{HParams, ARCH};
@@ -22,6 +23,8 @@ pub struct Model {
     pub file: GgufFile,
     pub hp: HParams,
     pub weights: Weights,
+    /// Matrices repacked at load into the interleaved layout, if any.
+    repacked: Option<memmap2::MmapMut>,
     /// Rotation frequency of each rotated pair, rope scaling included.
     rope_freqs: Vec<f64>,
 }
@@ -75,14 +78,16 @@ impl Model {
 
     pub fn from_file(file: GgufFile) -> Result<Self, GgufError> {
         let hp = HParams::from_gguf(&file)?;
-        let weights = Weights::open(&file, &hp)?;
+        let mut weights = Weights::open(&file, &hp)?;
+        let repacked = repack::repack(&file, &mut weights)
+            .map_err(|e| file.error(format!("cannot allocate memory to repack the weights: {e}")))?;
         let rope_freqs = (0..hp.rope_dim / 2)
             .map(|i| {
                 let exponent = -2.0 * i as f64 / hp.rope_dim as f64;
                 (hp.rope_freq_base as f64).powf(exponent) / hp.rope_scale as f64
             })
             .collect();
-        Ok(Self { file, hp, weights, rope_freqs })
+        Ok(Self { file, hp, weights, repacked, rope_freqs })
     }
 
     /// The context size used when none is asked for: the training context,
@@ -91,16 +96,26 @@ impl Model {
         self.hp.n_ctx_train.min(4096)
     }
 
-    /// A view of a weight matrix in the memory map.
+    /// A view of a weight matrix: its repacked copy, or the memory map.
     pub fn matrix(&self, w: &WeightRef) -> QMatrix<'_> {
-        let data = &self.file.bytes()[w.range.clone()];
-        // Checked when the weights were opened; the map does not change.
-        QMatrix::new(w.dtype, w.rows, w.cols, data).expect("weight views are validated at load")
+        // Checked when the weights were opened and repacked; neither changes.
+        match (&w.packed, &self.repacked) {
+            (Some(r), Some(map)) => QMatrix::interleaved(w.dtype, w.rows, w.cols, &map[r.clone()]),
+            _ => QMatrix::new(w.dtype, w.rows, w.cols, &self.file.bytes()[w.range.clone()]),
+        }
+        .expect("weight views are validated at load")
+    }
+
+    /// Whether some matrices were repacked at load (see `repack.rs`).
+    pub fn is_repacked(&self) -> bool {
+        self.repacked.is_some()
     }
 
     /// Dequantize the embedding row of `token` into `out` (`n_embd` values).
     pub fn embed(&self, token: u32, out: &mut [f32]) {
-        let m = self.matrix(&self.weights.token_embd);
+        let w = &self.weights.token_embd;
+        let m = QMatrix::new(w.dtype, w.rows, w.cols, &self.file.bytes()[w.range.clone()])
+            .expect("weight views are validated at load");
         m.dtype.dequantize_row(m.row(token as usize), out);
     }
 

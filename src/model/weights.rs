@@ -15,6 +15,9 @@ pub struct WeightRef {
     pub dtype: GgmlDType,
     pub rows: usize,
     pub cols: usize,
+    /// Where the matrix lies in the model's repacked (interleaved) copy, if
+    /// it was repacked at load (see `repack.rs`).
+    pub packed: Option<std::ops::Range<usize>>,
 }
 
 #[derive(Clone, Debug)]
@@ -124,7 +127,7 @@ fn matrix(file: &GgufFile, name: &str, rows: usize, cols: usize, usage: Use) -> 
     // The view is a subslice of the map: its offset there is its address
     // difference (no unsafe needed, and the same range the parser checked).
     let start = view.data.as_ptr() as usize - file.bytes().as_ptr() as usize;
-    Ok(WeightRef { name: name.to_string(), range: start..start + view.data.len(), dtype, rows, cols })
+    Ok(WeightRef { name: name.to_string(), range: start..start + view.data.len(), dtype, rows, cols, packed: None })
 }
 
 /// A norm weight vector, which must be F32 (as every converter writes it).

@@ -7,6 +7,7 @@
 
 mod blocks;
 mod float;
+pub mod interleaved;
 mod k_quants;
 mod legacy;
 

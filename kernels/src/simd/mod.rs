@@ -3,6 +3,7 @@
 //! compile-time flags), and `QLLAMA_SIMD=scalar|avx2|avx512|neon` forces one.
 
 pub mod scalar;
+pub mod x8;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;

@@ -1,0 +1,173 @@
+//! Row-interleaved weight layouts, made at load time from a file's Q4_0 and
+//! Q8_0 tensors and never written to a file (GGUF files stay ggml's).
+//!
+//! Eight rows are stored block by block: one interleaved block holds block
+//! `b` of rows `r..r+8`, its eight scales side by side (one vector load) and
+//! its quants in 4-byte chunks, chunk `c` of all eight rows before chunk
+//! `c + 1`. A 256-bit register then holds the same four positions of eight
+//! rows, so a kernel multiplies it by one broadcast activation chunk and ends
+//! with eight row sums in eight lanes: no horizontal sums, and the bytes of
+//! eight rows are read as one stream.
+//!
+//! The chunking is on the stored bytes, so a Q4_0 chunk holds weights
+//! `4c..4c+4` in its low nibbles and `16+4c..16+4c+4` in its high nibbles,
+//! exactly as in the source block.
+
+use super::{BlockQ4_0, BlockQ8_0};
+use crate::dtype::GgmlDType;
+use half::f16;
+
+/// Rows per interleaved group.
+pub const ROWS: usize = 8;
+/// Bytes per row in one interleaved chunk.
+pub const CHUNK: usize = 4;
+
+/// Block `b` of eight Q4_0 rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4_0x8 {
+    pub d: [f16; ROWS],
+    /// `qs[(c * 8 + j) * 4 + k]` = row `j`'s `qs[c * 4 + k]`, c in 0..4.
+    pub qs: [u8; 16 * ROWS],
+}
+
+/// Block `b` of eight Q8_0 rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ8_0x8 {
+    pub d: [f16; ROWS],
+    /// `qs[(c * 8 + j) * 4 + k]` = row `j`'s `qs[c * 4 + k]`, c in 0..8.
+    pub qs: [i8; 32 * ROWS],
+}
+
+const _: () = {
+    // Same bytes as the eight source blocks, so a repacked tensor takes
+    // exactly the file's size.
+    assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
+    assert!(std::mem::size_of::<BlockQ8_0x8>() == 8 * 34);
+};
+
+/// An interleaved block and the ggml block it is made of.
+pub trait Interleaved: Copy + Send + Sync + 'static {
+    type Source: crate::GgmlType;
+    fn from_rows(rows: [&Self::Source; ROWS]) -> Self;
+    fn to_rows(&self) -> [Self::Source; ROWS];
+}
+
+/// Both layouts are "f16 scale, then quant bytes", chunked the same way;
+/// only the number of quant bytes differs.
+macro_rules! interleaved {
+    ($x8:ident, $src:ident, $q:ty, $n:expr) => {
+        impl Interleaved for $x8 {
+            type Source = $src;
+
+            fn from_rows(rows: [&$src; ROWS]) -> Self {
+                let mut out = Self { d: rows.map(|r| r.d), qs: [0; $n * ROWS] };
+                for (j, r) in rows.iter().enumerate() {
+                    for (c, chunk) in r.qs.chunks_exact(CHUNK).enumerate() {
+                        let at = (c * ROWS + j) * CHUNK;
+                        out.qs[at..at + CHUNK].copy_from_slice(chunk);
+                    }
+                }
+                out
+            }
+
+            fn to_rows(&self) -> [$src; ROWS] {
+                std::array::from_fn(|j| {
+                    let mut qs: [$q; $n] = [0; $n];
+                    for (c, chunk) in qs.chunks_exact_mut(CHUNK).enumerate() {
+                        let at = (c * ROWS + j) * CHUNK;
+                        chunk.copy_from_slice(&self.qs[at..at + CHUNK]);
+                    }
+                    $src { d: self.d[j], qs }
+                })
+            }
+        }
+    };
+}
+interleaved!(BlockQ4_0x8, BlockQ4_0, u8, 16);
+interleaved!(BlockQ8_0x8, BlockQ8_0, i8, 32);
+
+/// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
+pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0) && rows % ROWS == 0
+}
+
+/// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
+/// interleaved layout, group by group: `dst` holds group `g`'s blocks in
+/// block order, then group `g + 1`'s. Same size as `src`.
+///
+/// Panics unless `can_interleave` and the sizes match (callers check).
+pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
+    match dtype {
+        GgmlDType::Q4_0 => interleave_as::<BlockQ4_0x8>(rows, src, dst),
+        GgmlDType::Q8_0 => interleave_as::<BlockQ8_0x8>(rows, src, dst),
+        _ => panic!("{dtype} has no interleaved layout"),
+    }
+}
+
+/// The inverse of [`interleave`] (for tests and for reading rows back).
+pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
+    match dtype {
+        GgmlDType::Q4_0 => deinterleave_as::<BlockQ4_0x8>(rows, src, dst),
+        GgmlDType::Q8_0 => deinterleave_as::<BlockQ8_0x8>(rows, src, dst),
+        _ => panic!("{dtype} has no interleaved layout"),
+    }
+}
+
+fn interleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
+    assert!(
+        rows % ROWS == 0 && src.len() == dst.len(),
+        "interleave: {rows} rows, {} -> {} bytes",
+        src.len(),
+        dst.len()
+    );
+    let src: &[X::Source] = super::cast_blocks(src);
+    let dst: &mut [X] = cast_mut(dst);
+    let nb = src.len() / rows;
+    for (g, out) in dst.chunks_exact_mut(nb).enumerate() {
+        let row = |j: usize| &src[(g * ROWS + j) * nb..][..nb];
+        for (b, o) in out.iter_mut().enumerate() {
+            *o = X::from_rows(std::array::from_fn(|j| &row(j)[b]));
+        }
+    }
+}
+
+fn deinterleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
+    assert!(
+        rows % ROWS == 0 && src.len() == dst.len(),
+        "deinterleave: {rows} rows, {} -> {} bytes",
+        src.len(),
+        dst.len()
+    );
+    let src: &[X] = cast(src);
+    let dst: &mut [X::Source] = super::cast_blocks_mut(dst);
+    let nb = dst.len() / rows;
+    for (g, group) in src.chunks_exact(nb).enumerate() {
+        for (b, x) in group.iter().enumerate() {
+            for (j, blk) in x.to_rows().into_iter().enumerate() {
+                dst[(g * ROWS + j) * nb + b] = blk;
+            }
+        }
+    }
+}
+
+/// View bytes as interleaved blocks.
+///
+/// Panics when `bytes` is not a whole number of blocks or is misaligned.
+pub fn cast<X: Interleaved>(bytes: &[u8]) -> &[X] {
+    let size = std::mem::size_of::<X>();
+    assert!(bytes.len() % size == 0 && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
+    // SAFETY: the interleaved blocks are padding-free `repr(C)` POD (f16 and
+    // integer arrays) for which every bit pattern is valid; length and
+    // alignment were checked above, and the slice borrows `bytes`.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<X>(), bytes.len() / size) }
+}
+
+fn cast_mut<X: Interleaved>(bytes: &mut [u8]) -> &mut [X] {
+    let size = std::mem::size_of::<X>();
+    assert!(bytes.len() % size == 0 && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
+    // SAFETY: as in `cast`; the unique borrow of `bytes` makes the unique
+    // borrow of the blocks sound.
+    unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<X>(), bytes.len() / size) }
+}

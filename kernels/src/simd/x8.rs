@@ -1,0 +1,196 @@
+//! Kernels for the row-interleaved layouts (`formats::interleaved`): eight
+//! weight rows times `T` activation rows in one pass over the blocks, giving
+//! an 8 x `T` tile of outputs. `T = 1` is generation; prompt batches use
+//! larger `T`, so each weight block is loaded and unpacked once per `T`
+//! tokens.
+//!
+//! The scalar kernel is the reference: per (row, token) it accumulates in
+//! the same order as `scalar::vec_dot_*`, so it equals the one-row kernels
+//! bit for bit. The AVX2 kernels agree with it to f32 rounding and are tested
+//! against it in `kernels/tests/interleaved.rs`.
+
+#[cfg(target_arch = "x86_64")]
+use super::cpu_has;
+use super::scalar::BlockInts;
+use super::Isa;
+use crate::formats::interleaved::{BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
+use crate::formats::BlockQ8_0;
+
+/// `T` activation rows quantized to Q8_0, `nb` blocks each, one after the
+/// other, with each block's scale as f32 and, for Q4_0 weights, its offset
+/// term `-8 * d * sum(q)` (the Q4_0 kernels multiply raw nibbles 0..16 and
+/// add this per block instead of subtracting 8 from every weight).
+#[derive(Clone, Copy)]
+pub struct Act<'a> {
+    pub q: &'a [BlockQ8_0],
+    pub d: &'a [f32],
+    pub offset: &'a [f32],
+}
+
+/// An interleaved weight type with kernels.
+pub trait X8Dot: Interleaved {
+    /// Whether the kernels read [`Act::offset`].
+    const NEEDS_OFFSET: bool;
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
+    /// blocks (and scales, and offsets when needed).
+    unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]);
+}
+
+/// `out[t][j] = dot(row j of w, activation row t)` for the eight rows of one
+/// interleaved group and `T` activation rows.
+#[inline]
+pub fn gemm<X: X8Dot, const T: usize>(isa: Isa, w: &[X], act: Act, out: &mut [[f32; ROWS]; T])
+where
+    X::Source: BlockInts,
+{
+    let n = w.len() * T;
+    assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
+    assert!(!X::NEEDS_OFFSET || act.offset.len() == n, "activation offsets missing");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above);
+            // lengths are checked above.
+            unsafe { X::avx2::<T>(w, act, out) }
+        }
+        // No NEON kernels for these layouts: the runtime interleaves only on
+        // x86-64, and other callers get the reference.
+        _ => reference::<X, T>(w, act, out),
+    }
+}
+
+/// The scalar reference: ggml's `sumf += (dx * dy) * sumi` per row and token.
+pub fn reference<X: Interleaved, const T: usize>(w: &[X], act: Act, out: &mut [[f32; ROWS]; T])
+where
+    X::Source: BlockInts,
+{
+    let nb = w.len();
+    *out = [[0.0; ROWS]; T];
+    for (b, wb) in w.iter().enumerate() {
+        for (j, row) in wb.to_rows().iter().enumerate() {
+            let wi = row.ints();
+            for (t, o) in out.iter_mut().enumerate() {
+                let yb = &act.q[t * nb + b];
+                let sumi: i32 = wi.iter().zip(&yb.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
+                o[j] += (row.d() * yb.d()) * sumi as f32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use core::arch::x86_64::*;
+
+    /// Chunk `c` of an activation block (its values `4c..4c+4`) in every
+    /// 32-bit lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn chunk(y: &BlockQ8_0, c: usize) -> __m256i {
+        let b = &y.qs[c * 4..c * 4 + 4];
+        _mm256_set1_epi32(i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    fn scales(d: &[half::f16; ROWS]) -> __m256 {
+        // SAFETY: reads exactly the 16 bytes of `d`; the load is unaligned.
+        _mm256_cvtph_ps(unsafe { _mm_loadu_si128(d.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn store<const T: usize>(acc: [__m256; T], out: &mut [[f32; ROWS]; T]) {
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: writes exactly the eight floats of `o`; unaligned store.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+        }
+    }
+
+    impl X8Dot for BlockQ4_0x8 {
+        const NEEDS_OFFSET: bool = true;
+
+        /// Nibbles 0..16 times activations in 16-bit pair sums (eight of
+        /// them stay below 8 * 2 * 15 * 128 < 2^15), one 32-bit widening per
+        /// block, and the `-8` folded in through the block's offset term.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
+            let nb = w.len();
+            let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+            let mut acc = [_mm256_setzero_ps(); T];
+            for (b, wb) in w.iter().enumerate() {
+                let dw = scales(&wb.d);
+                // SAFETY: four 32-byte loads inside the 128 bytes of `qs`.
+                let raw: [__m256i; 4] =
+                    std::array::from_fn(|g| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * g).cast()) });
+                // Chunk c < 4 is the low nibbles of raw[c] (weights 4c..),
+                // chunk c >= 4 the high nibbles of raw[c - 4] (weights
+                // 16 + 4(c - 4) = 4c..): activation chunk c either way.
+                let q: [__m256i; 8] = std::array::from_fn(|c| {
+                    if c < 4 {
+                        _mm256_and_si256(raw[c], low)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(raw[c - 4]), low)
+                    }
+                });
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let i = t * nb + b;
+                    let y = &act.q[i];
+                    let p: [__m256i; 8] = std::array::from_fn(|c| _mm256_maddubs_epi16(q[c], chunk(y, c)));
+                    let s01 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+                    let s23 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+                    let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(s01, s23), ones));
+                    let v = _mm256_fmadd_ps(s, _mm256_set1_ps(act.d[i]), _mm256_set1_ps(act.offset[i]));
+                    *acc = _mm256_fmadd_ps(dw, v, *acc);
+                }
+            }
+            store(acc, out);
+        }
+    }
+
+    impl X8Dot for BlockQ8_0x8 {
+        const NEEDS_OFFSET: bool = false;
+
+        /// |w| times the activations with w's sign (ggml's trick; the
+        /// activations hold -127..=127). A pair sum can reach 2 * 128 * 127,
+        /// so each is widened to 32 bits at once.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
+            let nb = w.len();
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [_mm256_setzero_ps(); T];
+            for (b, wb) in w.iter().enumerate() {
+                let dw = scales(&wb.d);
+                // SAFETY: eight 32-byte loads inside the 256 bytes of `qs`.
+                let q: [__m256i; 8] =
+                    std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) });
+                let aq = q.map(|v| _mm256_abs_epi8(v));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    let i = t * nb + b;
+                    let y = &act.q[i];
+                    let p: [__m256i; 8] = std::array::from_fn(|c| {
+                        let prod = _mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(chunk(y, c), q[c]));
+                        _mm256_madd_epi16(prod, ones)
+                    });
+                    let s01 = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+                    let s23 = _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7]));
+                    let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23));
+                    *acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(s, _mm256_set1_ps(act.d[i])), *acc);
+                }
+            }
+            store(acc, out);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl X8Dot for BlockQ4_0x8 {
+    const NEEDS_OFFSET: bool = true;
+}
+#[cfg(not(target_arch = "x86_64"))]
+impl X8Dot for BlockQ8_0x8 {
+    const NEEDS_OFFSET: bool = false;
+}

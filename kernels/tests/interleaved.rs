@@ -1,0 +1,235 @@
+//! The row-interleaved layouts and their kernels: the repacking is a
+//! lossless permutation with the documented byte positions, the scalar
+//! interleaved kernel equals the one-row scalar kernels bit for bit, every
+//! SIMD path equals it to f32 rounding on random and adversarial blocks, and
+//! the interleaved matmul equals the row-major scalar matmul.
+//!
+//! Tolerance as in `simd.rs`: relative to the sum of the absolute values of
+//! the terms, so a decoding mistake (a swapped nibble half, a lost offset, a
+//! scale from the wrong row, block or token) fails by a whole term.
+
+mod common;
+
+use common::{Aligned, Rng};
+use half::f16;
+use qllama_kernels::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
+use qllama_kernels::formats::{cast_blocks, BlockQ4_0, BlockQ8_0};
+use qllama_kernels::matmul::matmul_with;
+use qllama_kernels::simd::scalar::{self, BlockInts};
+use qllama_kernels::simd::x8::{self, Act, X8Dot};
+use qllama_kernels::simd::Isa;
+use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
+
+const TOL: f64 = 1e-5;
+
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    Random,
+    Max,
+    Min,
+}
+
+fn byte(rng: &mut Rng, fill: Fill) -> u8 {
+    match fill {
+        Fill::Random => rng.next_u64() as u8,
+        Fill::Max => 0x7F,
+        Fill::Min => 0x80,
+    }
+}
+
+fn scale(rng: &mut Rng) -> f16 {
+    // Several octaves, both signs.
+    f16::from_f64((rng.uniform() * 2.0 - 1.0) * 2f64.powi((rng.next_u64() % 8) as i32 - 8))
+}
+
+fn q4(rng: &mut Rng, fill: Fill) -> BlockQ4_0 {
+    let fill = match fill {
+        Fill::Max => Fill::Random,
+        f => f,
+    };
+    // Nibbles pinned at 0xF or 0x0 for the extremes.
+    let qs = std::array::from_fn(|_| match fill {
+        Fill::Min => 0x00,
+        _ if rng.next_u64() % 4 == 0 => 0xFF,
+        _ => byte(rng, Fill::Random),
+    });
+    BlockQ4_0 { d: scale(rng), qs }
+}
+
+/// Weights may hold -128; activations hold -127..=127, as the quantizer
+/// writes them (the SIMD kernels rely on it).
+fn q8(rng: &mut Rng, fill: Fill, activation: bool) -> BlockQ8_0 {
+    let lo = if activation { -127 } else { -128 };
+    BlockQ8_0 { d: scale(rng), qs: std::array::from_fn(|_| (byte(rng, fill) as i8).max(lo)) }
+}
+
+#[test]
+fn interleaving_is_the_documented_permutation() {
+    let mut rng = Rng::new(3);
+    let rows: [BlockQ4_0; ROWS] = std::array::from_fn(|_| q4(&mut rng, Fill::Random));
+    let x = BlockQ4_0x8::from_rows(std::array::from_fn(|j| &rows[j]));
+    for j in 0..ROWS {
+        assert_eq!(x.d[j], rows[j].d);
+        for i in 0..16 {
+            // Byte i of row j is in chunk i / 4, at row j's four bytes.
+            assert_eq!(x.qs[(i / 4 * ROWS + j) * 4 + i % 4], rows[j].qs[i], "row {j} byte {i}");
+        }
+    }
+    assert_eq!(x.to_rows(), rows);
+    let rows: [BlockQ8_0; ROWS] = std::array::from_fn(|_| q8(&mut rng, Fill::Random, false));
+    let x = BlockQ8_0x8::from_rows(std::array::from_fn(|j| &rows[j]));
+    assert_eq!(x.qs[(7 * ROWS + 5) * 4 + 3], rows[5].qs[31]);
+    assert_eq!(x.to_rows(), rows);
+}
+
+#[test]
+fn whole_matrix_round_trip() {
+    let mut rng = Rng::new(5);
+    for (dtype, rows, cols) in [(GgmlDType::Q4_0, 24, 96), (GgmlDType::Q8_0, 16, 64), (GgmlDType::Q4_0, 8, 32)] {
+        let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
+        let mut packed = Aligned::zeroed(src.as_ref().len());
+        let mut back = Aligned::zeroed(src.as_ref().len());
+        interleaved::interleave(dtype, rows, src.as_ref(), packed.as_mut());
+        assert_ne!(packed.as_ref(), src.as_ref(), "{dtype}: repacking changed nothing");
+        interleaved::deinterleave(dtype, rows, packed.as_ref(), back.as_mut());
+        assert_eq!(back.as_ref(), src.as_ref(), "{dtype} {rows}x{cols}");
+    }
+    assert!(!interleaved::can_interleave(GgmlDType::Q4_0, 12));
+    assert!(!interleaved::can_interleave(GgmlDType::Q4_1, 16));
+}
+
+/// Eight weight rows of `nb` blocks, interleaved, and `T` activation rows.
+struct Case<X: Interleaved> {
+    rows: Vec<Vec<X::Source>>,
+    w: Vec<X>,
+    y: Vec<BlockQ8_0>,
+    d: Vec<f32>,
+    offset: Vec<f32>,
+}
+
+impl<X: Interleaved> Case<X>
+where
+    X::Source: BlockInts,
+{
+    fn new(rng: &mut Rng, nb: usize, t: usize, make: &dyn Fn(&mut Rng) -> X::Source, yfill: Fill) -> Self {
+        let rows: Vec<Vec<X::Source>> = (0..ROWS).map(|_| (0..nb).map(|_| make(rng)).collect()).collect();
+        let w = (0..nb).map(|b| X::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
+        // The last token pinned at the extreme, the others random.
+        let y: Vec<BlockQ8_0> =
+            (0..t * nb).map(|i| q8(rng, if i / nb == t - 1 { yfill } else { Fill::Random }, true)).collect();
+        let d = y.iter().map(|b| b.d()).collect();
+        let offset = y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as f32).sum::<f32>()).collect();
+        Case { rows, w, y, d, offset }
+    }
+
+    fn act(&self) -> Act<'_> {
+        Act { q: &self.y, d: &self.d, offset: &self.offset }
+    }
+
+    /// Sum of |terms| of row j's dot with token t.
+    fn magnitude(&self, j: usize, t: usize) -> f64 {
+        let nb = self.w.len();
+        (0..nb)
+            .map(|b| {
+                let (wb, yb) = (&self.rows[j][b], &self.y[t * nb + b]);
+                let s: i64 = wb.ints().iter().zip(&yb.qs).map(|(&a, &q)| (a as i64 * q as i64).abs()).sum();
+                s as f64 * (wb.d() as f64 * yb.d() as f64).abs()
+            })
+            .sum()
+    }
+}
+
+fn check<X: X8Dot, const T: usize>(
+    make: &dyn Fn(&mut Rng, Fill) -> X::Source,
+    one_row: fn(&[X::Source], &[BlockQ8_0]) -> f32,
+) where
+    X::Source: BlockInts,
+{
+    let mut rng = Rng::new(7 + T as u64);
+    for nb in [1, 2, 3, 8, 33] {
+        for (wf, yf) in
+            [(Fill::Random, Fill::Random), (Fill::Max, Fill::Min), (Fill::Min, Fill::Min), (Fill::Max, Fill::Max)]
+        {
+            let case = Case::<X>::new(&mut rng, nb, T, &|r| make(r, wf), yf);
+            let mut reference = [[0.0; ROWS]; T];
+            x8::reference::<X, T>(&case.w, case.act(), &mut reference);
+            for t in 0..T {
+                for j in 0..ROWS {
+                    let want = one_row(&case.rows[j], &case.y[t * nb..(t + 1) * nb]);
+                    assert_eq!(reference[t][j].to_bits(), want.to_bits(), "nb={nb} row {j} token {t}");
+                }
+            }
+            for isa in Isa::available() {
+                let mut got = [[0.0; ROWS]; T];
+                x8::gemm::<X, T>(isa, &case.w, case.act(), &mut got);
+                for t in 0..T {
+                    for j in 0..ROWS {
+                        let err = (got[t][j] as f64 - reference[t][j] as f64).abs();
+                        let mag = case.magnitude(j, t);
+                        assert!(
+                            err <= TOL * mag + 1e-30,
+                            "{} nb={nb} {wf:?}/{yf:?} row {j} token {t}: {} vs reference {} (mag {mag})",
+                            isa.name(),
+                            got[t][j],
+                            reference[t][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q4_0x8_kernels_match_the_reference() {
+    let make = |r: &mut Rng, f: Fill| q4(r, f);
+    check::<BlockQ4_0x8, 1>(&make, scalar::vec_dot_q4_0_q8_0);
+    check::<BlockQ4_0x8, 2>(&make, scalar::vec_dot_q4_0_q8_0);
+    check::<BlockQ4_0x8, 3>(&make, scalar::vec_dot_q4_0_q8_0);
+    check::<BlockQ4_0x8, 4>(&make, scalar::vec_dot_q4_0_q8_0);
+}
+
+#[test]
+fn q8_0x8_kernels_match_the_reference() {
+    let make = |r: &mut Rng, f: Fill| q8(r, f, false);
+    check::<BlockQ8_0x8, 1>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 2>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 3>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 4>(&make, scalar::vec_dot_q8_0_q8_0);
+}
+
+/// The interleaved matmul (tiles, leftover tokens, token chunks, uneven
+/// task splits) against the row-major scalar matmul.
+#[test]
+fn interleaved_matmul_matches_row_major() {
+    let mut rng = Rng::new(11);
+    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])] {
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+            let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
+            let mut packed = Aligned::zeroed(w.as_ref().len());
+            interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
+            let plain = QMatrix::new(dtype, rows, cols, w.as_ref()).unwrap();
+            let inter = QMatrix::interleaved(dtype, rows, cols, packed.as_ref()).unwrap();
+            for &n in counts {
+                let x = rng.normals(n * cols, 1.0);
+                let mut want = vec![0.0; n * rows];
+                matmul_with(Isa::Scalar, &plain, &x, n, &mut want, &mut MatmulScratch::default());
+                for isa in Isa::available() {
+                    let mut got = vec![0.0; n * rows];
+                    matmul_with(isa, &inter, &x, n, &mut got, &mut MatmulScratch::default());
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        // |terms| are at most about cols * 0.2 * 4 here; f32
+                        // reordering stays far below this bound.
+                        let bound = 1e-6 * cols as f32;
+                        assert!((g - w).abs() <= bound, "{dtype} {} n={n} out[{i}]: {g} vs {w}", isa.name());
+                    }
+                }
+            }
+        }
+    }
+    // Rows of a row-major view are refused on an interleaved matrix's data.
+    let w = Aligned::zeroed(8 * 18);
+    assert!(QMatrix::interleaved(GgmlDType::Q4_0, 8, 32, w.as_ref()).is_ok());
+    assert!(QMatrix::interleaved(GgmlDType::Q4_1, 8, 32, w.as_ref()).is_err());
+    let _: &[BlockQ4_0] = cast_blocks(w.as_ref());
+}
