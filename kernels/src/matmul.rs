@@ -9,6 +9,7 @@
 use crate::dtype::GgmlDType;
 use crate::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, ROWS};
 use crate::formats::{cast_blocks, BlockQ8_0};
+use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
 use crate::simd::x8::{self, Act, X8Dot};
 use crate::simd::{self, Isa};
@@ -134,12 +135,28 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     }
 
     let rows = w.rows;
+    let tile = if n_tokens >= rowtile::TILE { rowtile::row_tile(isa, w.dtype) } else { None };
+    let full = if tile.is_some() { n_tokens / rowtile::TILE * rowtile::TILE } else { 0 };
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|chunk| {
         let out_ptr = &out_ptr;
         let r0 = chunk * ROW_CHUNK;
         let r1 = (r0 + ROW_CHUNK).min(rows);
-        for t in 0..n_tokens {
+        if let Some(kernel) = tile {
+            for t0 in (0..full).step_by(rowtile::TILE) {
+                let a = &act[t0 * act_row..(t0 + rowtile::TILE) * act_row];
+                for r in r0..r1 {
+                    let mut v = [0.0; rowtile::TILE];
+                    kernel(w.row(r), a, &mut v);
+                    for (i, v) in v.into_iter().enumerate() {
+                        // SAFETY: as below: in bounds, and each (t, r) is
+                        // written by the one task that owns row r.
+                        unsafe { *out_ptr.0.add((t0 + i) * rows + r) = v };
+                    }
+                }
+            }
+        }
+        for t in full..n_tokens {
             let a = &act[t * act_row..(t + 1) * act_row];
             for r in r0..r1 {
                 let v = w.dtype.vec_dot(isa, w.row(r), a);

@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(short = 'c', long = "ctx")]
     pub ctx: Option<usize>,
     /// Requests decoded together, each in its own KV cache slot.
-    #[arg(long = "parallel", short = 'P', default_value_t = 1)]
+    #[arg(long = "parallel", short = 'P', alias = "np", default_value_t = 1)]
     pub parallel: usize,
     /// Requests that may wait for a slot; past it the answer is 503.
     #[arg(long, default_value_t = 64)]
@@ -79,10 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let model = Model::from_file(file)?;
     eprintln!(
-        "loaded {} in {:.2}s: {} slots of {n_ctx_slot} tokens (--ctx {n_ctx}), {threads} threads ({threads_batch} for prompts)",
+        "loaded {} in {:.2}s: {} slot{} of {n_ctx_slot} tokens (--ctx {n_ctx}), {threads} threads ({threads_batch} for prompts)",
         path.display(),
         t0.elapsed().as_secs_f64(),
-        args.parallel
+        args.parallel,
+        if args.parallel == 1 { "" } else { "s" }
     );
     server::serve(
         model,
