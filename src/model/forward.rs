@@ -4,6 +4,7 @@
 use super::kv_cache::{KvData, KvElem, KvLayout, KvStore};
 use super::*;
 use qllama_kernels::matmul;
+use qllama_kernels::simd::{self, attn};
 use rayon::prelude::*;
 
 impl Model {
@@ -258,6 +259,7 @@ fn attention<T: KvElem>(
     let items = batch.len() * n_head;
     let per_worker = items.div_ceil(ATT_WORKERS.min(items));
     let (kc, vc) = (&store.k[..], &store.v[..]);
+    let isa = simd::isa();
     att_out[..items * hd]
         .par_chunks_mut(per_worker * hd)
         .zip(scores.par_chunks_mut(layout.n_ctx))
@@ -271,12 +273,12 @@ fn attention<T: KvElem>(
                 let base = layout.offset(t.seq, l, 0) + (h / n_gqa) * hd;
                 let scores = &mut scores[..=t.pos];
                 for (p, sc) in scores.iter_mut().enumerate() {
-                    *sc = T::dot(qh, &kc[base + p * kvd..][..hd]) * scale;
+                    *sc = attn::dot(isa, qh, &kc[base + p * kvd..][..hd]) * scale;
                 }
                 softmax(scores);
                 out.fill(0.0);
                 for (p, &a) in scores.iter().enumerate() {
-                    T::axpy(a, &vc[base + p * kvd..][..hd], out);
+                    attn::axpy(isa, a, &vc[base + p * kvd..][..hd], out);
                 }
             }
         });

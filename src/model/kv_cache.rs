@@ -3,7 +3,7 @@
 
 use super::HParams;
 use half::f16;
-use half::slice::HalfFloatSliceExt;
+use qllama_kernels::simd::attn::AttnKernels;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvType {
@@ -20,53 +20,21 @@ impl KvType {
     }
 }
 
-/// An element type the cache can store, with the two loops attention runs
-/// over cached rows.
-pub trait KvElem: Copy + Default + Send + Sync + 'static {
+/// An element type the cache can store; attention's two loops over cached
+/// rows (`q · k` and `out += a · v`) are the kernels crate's.
+pub trait KvElem: AttnKernels + Default {
     fn from_f32(x: f32) -> Self;
-    /// `Σ q[i] · k[i]`
-    fn dot(q: &[f32], k: &[Self]) -> f32;
-    /// `out[i] += a · v[i]`
-    fn axpy(a: f32, v: &[Self], out: &mut [f32]);
 }
 
 impl KvElem for f32 {
     fn from_f32(x: f32) -> Self {
         x
     }
-    fn dot(q: &[f32], k: &[Self]) -> f32 {
-        q.iter().zip(k).map(|(a, b)| a * b).sum()
-    }
-    fn axpy(a: f32, v: &[Self], out: &mut [f32]) {
-        out.iter_mut().zip(v).for_each(|(o, x)| *o += a * x);
-    }
 }
-
-/// F16 rows are widened a chunk at a time with `half`'s slice conversion
-/// (F16C/NEON when the CPU has it), far faster than one value at a time.
-const F16_CHUNK: usize = 32;
 
 impl KvElem for f16 {
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
-    }
-    fn dot(q: &[f32], k: &[Self]) -> f32 {
-        let mut buf = [0.0f32; F16_CHUNK];
-        let mut sum = 0.0;
-        for (qc, kc) in q.chunks(F16_CHUNK).zip(k.chunks(F16_CHUNK)) {
-            let b = &mut buf[..kc.len()];
-            kc.convert_to_f32_slice(b);
-            sum += f32::dot(qc, b);
-        }
-        sum
-    }
-    fn axpy(a: f32, v: &[Self], out: &mut [f32]) {
-        let mut buf = [0.0f32; F16_CHUNK];
-        for (oc, vc) in out.chunks_mut(F16_CHUNK).zip(v.chunks(F16_CHUNK)) {
-            let b = &mut buf[..vc.len()];
-            vc.convert_to_f32_slice(b);
-            f32::axpy(a, b, oc);
-        }
     }
 }
 

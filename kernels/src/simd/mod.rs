@@ -2,6 +2,7 @@
 //! CPU has is picked once at start-up by runtime detection (never by
 //! compile-time flags), and `QLLAMA_SIMD=scalar|avx2|avx512|neon` forces one.
 
+pub mod attn;
 pub mod rowtile;
 pub mod scalar;
 pub mod x8;
