@@ -1,11 +1,13 @@
-//! Dot-product kernels on one 4096-wide row, and matrix-vector products at
-//! Llama 2 7B layer shapes, on every instruction set this CPU has.
+//! Dot-product kernels on one 4096-wide row, and matrix-vector and
+//! matrix-matrix products at Llama 2 7B layer shapes, on every instruction
+//! set this CPU has.
 //! Throughput is weight bytes per second (one multiply-accumulate per weight,
 //! so weights/s = MAC/s).
 //!
 //! `cargo bench -p qllama-kernels --bench dot -- --warm-up-time 1 --measurement-time 2 'dot/q4_0'`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use qllama_kernels::formats::interleaved;
 use qllama_kernels::matmul::{matmul_with, MatmulScratch, QMatrix};
 use qllama_kernels::simd::Isa;
 use qllama_kernels::GgmlDType;
@@ -72,26 +74,56 @@ fn dot(c: &mut Criterion) {
     g.finish();
 }
 
-fn matvec(c: &mut Criterion) {
-    let mut g = c.benchmark_group("matvec");
-    g.sample_size(20);
-    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
-        for (rows, cols) in [(4096, 4096), (11008, 4096)] {
+/// The 7B layer shapes: attention (q, k, v, o), feed-forward gate/up, down.
+const SHAPES: [(usize, usize); 3] = [(4096, 4096), (11008, 4096), (4096, 11008)];
+
+/// `out = x · Wᵀ` at 7B layer shapes for `n` tokens, on the row-major
+/// layout and, where the type has one, the interleaved layout the runtime
+/// repacks to. Throughput: weight bytes per call for one token (so the
+/// figure is bytes/s, the generation bound), and multiply-accumulates per
+/// call for a batch (MAC/s, the prompt-processing bound).
+fn products(c: &mut Criterion, group: &str, n: usize) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+        for (rows, cols) in SHAPES {
             let mut wb = Vec::new();
             let data = quantized(dtype, rows, cols, 3, &mut wb);
-            let w = QMatrix::new(dtype, rows, cols, data).expect("valid matrix");
-            let x = values(cols, 4);
-            let mut out = vec![0.0f32; rows];
+            let mut packed = vec![0u8; data.len() + 4];
+            let off = packed.as_ptr().align_offset(4);
+            let packed = &mut packed[off..off + data.len()];
+            let mut layouts = vec![("rows", QMatrix::new(dtype, rows, cols, data).expect("valid matrix"))];
+            if interleaved::can_interleave(dtype, rows) {
+                interleaved::interleave(dtype, rows, data, packed);
+                layouts.push(("x8", QMatrix::interleaved(dtype, rows, cols, packed).expect("valid matrix")));
+            }
+            let x = values(n * cols, 4);
+            let mut out = vec![0.0f32; n * rows];
             let mut scratch = MatmulScratch::default();
-            g.throughput(Throughput::Bytes(data.len() as u64));
-            for isa in Isa::available() {
-                let id = BenchmarkId::new(format!("{}/{rows}x{cols}", dtype.name()), isa.name());
-                g.bench_function(id, |b| b.iter(|| matmul_with(isa, &w, black_box(&x), 1, &mut out, &mut scratch)));
+            g.throughput(if n == 1 {
+                Throughput::Bytes(data.len() as u64)
+            } else {
+                Throughput::Elements((n * rows * cols) as u64)
+            });
+            for (name, w) in &layouts {
+                for isa in Isa::available() {
+                    let id = BenchmarkId::new(format!("{}/{rows}x{cols}/{name}", dtype.name()), isa.name());
+                    g.bench_function(id, |b| b.iter(|| matmul_with(isa, w, black_box(&x), n, &mut out, &mut scratch)));
+                }
             }
         }
     }
     g.finish();
 }
 
-criterion_group!(benches, dot, matvec);
+fn matvec(c: &mut Criterion) {
+    products(c, "matvec", 1);
+}
+
+/// A 64-token prompt batch (elements/s = multiply-accumulates/s).
+fn matmul(c: &mut Criterion) {
+    products(c, "matmul64", 64);
+}
+
+criterion_group!(benches, dot, matvec, matmul);
 criterion_main!(benches);

@@ -46,6 +46,15 @@ pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Option<
     let mut map = memmap2::MmapMut::map_anon(total)?;
     // Fewer page faults while filling it; harmless where unsupported.
     let _ = map.advise(memmap2::Advice::HugePage);
+    // Fault the pages in up front, from every thread: one call per 64 MiB
+    // instead of one trap per 4 KiB page, which costs microseconds each in
+    // a virtual machine. Harmless where unsupported (Linux < 5.14): the
+    // pages then fault in as they are written.
+    const POPULATE: usize = 64 << 20;
+    (0..total.div_ceil(POPULATE)).into_par_iter().for_each(|i| {
+        let len = POPULATE.min(total - i * POPULATE);
+        let _ = map.advise_range(memmap2::Advice::PopulateWrite, i * POPULATE, len);
+    });
 
     let mut jobs = Vec::with_capacity(todo.len());
     let mut rest: &mut [u8] = &mut map;

@@ -606,12 +606,15 @@ impl SuperBlock for BlockQ2K {
     fn ints(&self) -> [i8; QK_K] {
         unpack_2bit(&self.qs).map(|q| q as i8)
     }
+    #[inline]
     fn scales_mins(&self) -> ([i32; 16], [i32; 16]) {
         (self.scales.map(|s| (s & 0xF) as i32), self.scales.map(|s| (s >> 4) as i32))
     }
+    #[inline]
     fn d(&self) -> f32 {
         self.d.to_f32()
     }
+    #[inline]
     fn dmin(&self) -> f32 {
         self.dmin.to_f32()
     }
@@ -624,15 +627,18 @@ impl SuperBlock for BlockQ3K {
         let (low, high) = (unpack_2bit(&self.qs), unpack_bit(&self.hmask));
         std::array::from_fn(|e| (low[e] | high[e] << 2) as i8 - 4)
     }
+    #[inline]
     fn scales_mins(&self) -> ([i32; 16], [i32; 16]) {
         (unpack_q3_scales(&self.scales).map(|s| s as i32 - 32), [0; 16])
     }
+    #[inline]
     fn d(&self) -> f32 {
         self.d.to_f32()
     }
 }
 
 /// Q4_K and Q5_K's 6-bit scales and mins.
+#[inline]
 fn scales_mins_k4(q: &[u8; 12]) -> ([i32; 16], [i32; 16]) {
     let (mut sc, mut m) = ([0; 16], [0; 16]);
     for j in 0..8 {
@@ -648,12 +654,15 @@ impl SuperBlock for BlockQ4K {
     fn ints(&self) -> [i8; QK_K] {
         unpack_nibbles(&self.qs).map(|q| q as i8)
     }
+    #[inline]
     fn scales_mins(&self) -> ([i32; 16], [i32; 16]) {
         scales_mins_k4(&self.scales)
     }
+    #[inline]
     fn d(&self) -> f32 {
         self.d.to_f32()
     }
+    #[inline]
     fn dmin(&self) -> f32 {
         self.dmin.to_f32()
     }
@@ -666,12 +675,15 @@ impl SuperBlock for BlockQ5K {
         let (low, high) = (unpack_nibbles(&self.qs), unpack_bit(&self.qh));
         std::array::from_fn(|e| (low[e] | high[e] << 4) as i8)
     }
+    #[inline]
     fn scales_mins(&self) -> ([i32; 16], [i32; 16]) {
         scales_mins_k4(&self.scales)
     }
+    #[inline]
     fn d(&self) -> f32 {
         self.d.to_f32()
     }
+    #[inline]
     fn dmin(&self) -> f32 {
         self.dmin.to_f32()
     }
@@ -683,9 +695,11 @@ impl SuperBlock for BlockQ6K {
     fn ints(&self) -> [i8; QK_K] {
         self.levels().map(|q| q as i8 - 32)
     }
+    #[inline]
     fn scales_mins(&self) -> ([i32; 16], [i32; 16]) {
         (self.scales.map(|s| s as i32), [0; 16])
     }
+    #[inline]
     fn d(&self) -> f32 {
         self.d.to_f32()
     }

@@ -362,26 +362,26 @@ fn nibbles_k(qs: &[u8; 128]) -> [__m256i; 8] {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn levels_q2k(x: &BlockQ2K) -> [__m256i; 8] {
+pub(super) fn levels_q2k(x: &BlockQ2K) -> [__m256i; 8] {
     planes_2bit(&x.qs)
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn levels_q3k(x: &BlockQ3K) -> [__m256i; 8] {
+pub(super) fn levels_q3k(x: &BlockQ3K) -> [__m256i; 8] {
     let (low, hm) = (planes_2bit(&x.qs), load_u8x32(&x.hmask));
     std::array::from_fn(|g| _mm256_or_si256(low[g], bit_to(hm, g, 4)))
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn levels_q4k(x: &BlockQ4K) -> [__m256i; 8] {
+pub(super) fn levels_q4k(x: &BlockQ4K) -> [__m256i; 8] {
     nibbles_k(&x.qs)
 }
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn levels_q5k(x: &BlockQ5K) -> [__m256i; 8] {
+pub(super) fn levels_q5k(x: &BlockQ5K) -> [__m256i; 8] {
     let (low, qh) = (nibbles_k(&x.qs), load_u8x32(&x.qh));
     std::array::from_fn(|g| _mm256_or_si256(low[g], bit_to(qh, g, 16)))
 }
@@ -390,7 +390,7 @@ fn levels_q5k(x: &BlockQ5K) -> [__m256i; 8] {
 /// `64 h + 32 (s % 2) ..` and bits `2 s` of `qh` bytes `32 h ..` on top.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn levels_q6k(x: &BlockQ6K) -> [__m256i; 8] {
+pub(super) fn levels_q6k(x: &BlockQ6K) -> [__m256i; 8] {
     let ql = x.ql.as_chunks::<32>().0;
     let qh = x.qh.as_chunks::<32>().0;
     std::array::from_fn(|g| {
