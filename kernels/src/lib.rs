@@ -11,6 +11,7 @@
 
 pub mod dtype;
 pub mod formats;
+pub mod limits;
 pub mod matmul;
 pub mod quantize;
 pub mod simd;

@@ -31,6 +31,20 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also measure the machine's read bandwidth (just before and just
+    /// after the tests) and peak 8-bit multiply-accumulate rate, and print
+    /// the results as fractions of them.
+    #[arg(long)]
+    pub limits: bool,
+    /// Buffer for the bandwidth test, in MiB (larger than the caches).
+    #[arg(long, default_value_t = 1024, requires = "limits")]
+    pub limits_mib: usize,
+}
+
+/// Read bandwidth with `threads` threads over a buffer of `mib` MiB.
+fn bandwidth(threads: usize, buf: &[u8]) -> anyhow::Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    Ok(pool.install(|| qllama_kernels::limits::read_bandwidth(buf, 5)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -47,7 +61,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = Model::open(&path)?;
     let load_s = t0.elapsed().as_secs_f64();
+    let buf = if args.limits { vec![1u8; args.limits_mib << 20] } else { Vec::new() };
+    let bw_before = if args.limits { Some(bandwidth(tg_threads, &buf)?) } else { None };
     let rows = bench(&model, args.n_prompt, args.n_gen, args.reps, pp_threads, tg_threads)?;
+    let limits = match bw_before {
+        Some(before) => {
+            let after = bandwidth(tg_threads, &buf)?;
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(pp_threads).build()?;
+            Some((before, after, pool.install(qllama_kernels::limits::int8_peak)))
+        }
+        None => None,
+    };
 
     let size: u64 = model.file.tensors().iter().map(|t| t.size).sum();
     let params: u64 = model.file.tensors().iter().map(|t| t.n_elements()).sum();
@@ -66,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!("| model | size | params | simd | threads | test | t/s |");
         println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
-        for r in rows {
+        for r in &rows {
             println!(
                 "| {name} | {:.2} MiB | {:.2} M | {isa} | {} | {} | {:.2} ± {:.2} |",
                 size as f64 / (1024.0 * 1024.0),
@@ -76,6 +100,47 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 r.mean,
                 r.sd
             );
+        }
+    }
+    if let Some((before, after, peak)) = limits {
+        // Per token, every matrix is read once and each weight is one
+        // multiply-accumulate (the embedding table is only looked up).
+        let w = &model.weights;
+        let mats = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+        let mats: Vec<_> = mats.chain([&w.output]).collect();
+        let bytes: f64 = mats.iter().map(|m| m.range.len() as f64).sum();
+        let macs: f64 = mats.iter().map(|m| (m.rows * m.cols) as f64).sum();
+        let bw = (before + after) / 2.0;
+        println!();
+        println!(
+            "read bandwidth ({tg_threads} threads): {:.1} GB/s before, {:.1} GB/s after",
+            before / 1e9,
+            after / 1e9
+        );
+        match peak {
+            Some((p, how)) => {
+                println!("8-bit multiply-accumulate peak ({pp_threads} threads): {:.0} G/s with {how}", p / 1e9)
+            }
+            None => println!("8-bit multiply-accumulate peak: not measured on this CPU"),
+        }
+        for r in &rows {
+            if r.test.starts_with("tg") {
+                let rate = r.mean * bytes;
+                println!(
+                    "{}: {:.1} GB/s of weights, {:.0}% of the mean read bandwidth",
+                    r.test,
+                    rate / 1e9,
+                    100.0 * rate / bw
+                );
+            } else if let Some((p, _)) = peak {
+                let rate = r.mean * macs;
+                println!(
+                    "{}: {:.0} G multiply-accumulates/s, {:.0}% of the peak",
+                    r.test,
+                    rate / 1e9,
+                    100.0 * rate / p
+                );
+            }
         }
     }
     Ok(())
