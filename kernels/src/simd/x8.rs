@@ -85,6 +85,49 @@ mod avx2 {
     use super::*;
     use core::arch::x86_64::*;
 
+    /// Each token's activation blocks, scales and offsets as base pointers,
+    /// so the block loop indexes without bounds checks.
+    struct Rows<const T: usize> {
+        q: [*const BlockQ8_0; T],
+        d: [*const f32; T],
+        offset: [*const f32; T],
+    }
+
+    impl<const T: usize> Rows<T> {
+        /// `act` holds `T * nb` blocks and scales, and offsets when the
+        /// weight type needs them (checked by `gemm`).
+        #[inline]
+        fn new(act: Act, nb: usize) -> Self {
+            let at = |p: *const f32, t: usize| p.wrapping_add(t * nb);
+            Self {
+                q: std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb)),
+                d: std::array::from_fn(|t| at(act.d.as_ptr(), t)),
+                offset: std::array::from_fn(|t| at(act.offset.as_ptr(), t)),
+            }
+        }
+        /// # Safety
+        /// `t < T` and `b < nb`.
+        #[inline]
+        unsafe fn block(&self, t: usize, b: usize) -> &BlockQ8_0 {
+            // SAFETY: in bounds by the caller's contract and `new`'s.
+            unsafe { &*self.q[t].add(b) }
+        }
+        /// # Safety
+        /// As for `block`.
+        #[inline]
+        unsafe fn d(&self, t: usize, b: usize) -> f32 {
+            // SAFETY: as for `block`.
+            unsafe { *self.d[t].add(b) }
+        }
+        /// # Safety
+        /// As for `block`, and the weight type needs offsets.
+        #[inline]
+        unsafe fn offset(&self, t: usize, b: usize) -> f32 {
+            // SAFETY: as for `block`.
+            unsafe { *self.offset[t].add(b) }
+        }
+    }
+
     /// Chunk `c` of an activation block (its values `4c..4c+4`) in every
     /// 32-bit lane.
     #[inline]
@@ -121,6 +164,7 @@ mod avx2 {
             let nb = w.len();
             let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
             let mut acc = [_mm256_setzero_ps(); T];
+            let rows = Rows::<T>::new(act, nb);
             for (b, wb) in w.iter().enumerate() {
                 let dw = scales(&wb.d);
                 // SAFETY: four 32-byte loads inside the 128 bytes of `qs`.
@@ -137,13 +181,13 @@ mod avx2 {
                     }
                 });
                 for (t, acc) in acc.iter_mut().enumerate() {
-                    let i = t * nb + b;
-                    let y = &act.q[i];
+                    // SAFETY: b < nb and t < T (see `Rows`).
+                    let (y, d, off) = unsafe { (rows.block(t, b), rows.d(t, b), rows.offset(t, b)) };
                     let p: [__m256i; 8] = std::array::from_fn(|c| _mm256_maddubs_epi16(q[c], chunk(y, c)));
                     let s01 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
                     let s23 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
                     let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(s01, s23), ones));
-                    let v = _mm256_fmadd_ps(s, _mm256_set1_ps(act.d[i]), _mm256_set1_ps(act.offset[i]));
+                    let v = _mm256_fmadd_ps(s, _mm256_set1_ps(d), _mm256_set1_ps(off));
                     *acc = _mm256_fmadd_ps(dw, v, *acc);
                 }
             }
@@ -162,6 +206,7 @@ mod avx2 {
             let nb = w.len();
             let ones = _mm256_set1_epi16(1);
             let mut acc = [_mm256_setzero_ps(); T];
+            let rows = Rows::<T>::new(act, nb);
             for (b, wb) in w.iter().enumerate() {
                 let dw = scales(&wb.d);
                 // SAFETY: eight 32-byte loads inside the 256 bytes of `qs`.
@@ -169,8 +214,8 @@ mod avx2 {
                     std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) });
                 let aq = q.map(|v| _mm256_abs_epi8(v));
                 for (t, acc) in acc.iter_mut().enumerate() {
-                    let i = t * nb + b;
-                    let y = &act.q[i];
+                    // SAFETY: b < nb and t < T (see `Rows`).
+                    let (y, d) = unsafe { (rows.block(t, b), rows.d(t, b)) };
                     let p: [__m256i; 8] = std::array::from_fn(|c| {
                         let prod = _mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(chunk(y, c), q[c]));
                         _mm256_madd_epi16(prod, ones)
@@ -178,7 +223,7 @@ mod avx2 {
                     let s01 = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
                     let s23 = _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7]));
                     let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23));
-                    *acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(s, _mm256_set1_ps(act.d[i])), *acc);
+                    *acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(s, _mm256_set1_ps(d)), *acc);
                 }
             }
             store(acc, out);
