@@ -210,14 +210,16 @@ mod avx2 {
             for (b, wb) in w.iter().enumerate() {
                 let dw = scales(&wb.d);
                 // SAFETY: eight 32-byte loads inside the 256 bytes of `qs`.
-                let q: [__m256i; 8] =
-                    std::array::from_fn(|c| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) });
-                let aq = q.map(|v| _mm256_abs_epi8(v));
+                let load = |c: usize| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) };
+                // |w| stays in registers across the tile; w itself (for its
+                // signs) is reloaded from L1 per token, which is cheaper than
+                // the spills that keeping both would cause.
+                let aq: [__m256i; 8] = std::array::from_fn(|c| _mm256_abs_epi8(load(c)));
                 for (t, acc) in acc.iter_mut().enumerate() {
                     // SAFETY: b < nb and t < T (see `Rows`).
                     let (y, d) = unsafe { (rows.block(t, b), rows.d(t, b)) };
                     let p: [__m256i; 8] = std::array::from_fn(|c| {
-                        let prod = _mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(chunk(y, c), q[c]));
+                        let prod = _mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(chunk(y, c), load(c)));
                         _mm256_madd_epi16(prod, ones)
                     });
                     let s01 = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
