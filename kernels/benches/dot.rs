@@ -13,7 +13,12 @@ use qllama_kernels::simd::Isa;
 use qllama_kernels::GgmlDType;
 use std::hint::black_box;
 
-const WEIGHT_TYPES: [GgmlDType; 8] = [
+const WEIGHT_TYPES: [GgmlDType; 13] = [
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
     GgmlDType::Q4_0,
     GgmlDType::Q4_1,
     GgmlDType::Q5_0,

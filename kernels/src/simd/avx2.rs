@@ -401,10 +401,127 @@ pub(super) fn levels_q6k(x: &BlockQ6K) -> [__m256i; 8] {
     })
 }
 
+// Scales, as i16 lanes: the scale and min of each 16-weight slice
+// (32-weight sub-blocks give theirs to both slices). Shared with the
+// 4-token kernels in rowtile.rs.
+
+/// One f16 as f32 through F16C (`f16::to_f32` is an out-of-line call
+/// here, which would spill the vector registers).
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+pub(super) fn f16_to_f32(h: f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
+
+/// Twelve packed scale bytes as three little-endian words.
+#[inline]
+fn words(b: &[u8; 12]) -> [u32; 3] {
+    std::array::from_fn(|i| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
+}
+
+/// Sixteen bytes, given as four little-endian words, widened to i16.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn widen(w: [u32; 4]) -> __m256i {
+    _mm256_cvtepu8_epi16(_mm_setr_epi32(w[0] as i32, w[1] as i32, w[2] as i32, w[3] as i32))
+}
+
+/// Q2_K: scale and min of each 16-weight slice, the low and high nibbles
+/// of its byte.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scales_q2k(x: &BlockQ2K) -> (__m256i, __m256i) {
+    let b = load_u8x16(&x.scales);
+    let m4 = _mm_set1_epi8(0x0F);
+    let (sc, m) = (_mm_and_si128(b, m4), _mm_and_si128(_mm_srli_epi16::<4>(b), m4));
+    (_mm256_cvtepu8_epi16(sc), _mm256_cvtepu8_epi16(m))
+}
+
+/// Q3_K: slice `j`'s 6-bit scale has its low nibble in nibble `j / 8`
+/// of byte `j % 8` and its top two bits at bit `2 (j / 4)` of byte
+/// `8 + j % 4`; stored 32 above its value.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scales_q3k(x: &BlockQ3K) -> (__m256i, __m256i) {
+    let [lo0, lo1, hi] = words(&x.scales);
+    let (m4, m2) = (0x0F0F_0F0F, 0x0303_0303);
+    let low = [lo0 & m4, lo1 & m4, (lo0 >> 4) & m4, (lo1 >> 4) & m4];
+    let sc = widen(std::array::from_fn(|k| low[k] | ((hi >> (2 * k)) & m2) << 4));
+    (_mm256_sub_epi16(sc, _mm256_set1_epi16(32)), _mm256_setzero_si256())
+}
+
+/// Q4_K and Q5_K: eight 6-bit scales and mins of 32-weight sub-blocks
+/// (ggml's `get_scale_min_k4`: sub-blocks 0..4 in the low six bits of
+/// bytes 0..4 and 4..8, sub-blocks 4..8 in the nibbles of bytes 8..12
+/// with their top two bits in the spare bits of bytes 0..8), each given
+/// to both of its 16-weight slices.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn scales_k4(q: &[u8; 12]) -> (__m256i, __m256i) {
+    let [s, m, low4] = words(q);
+    let (m6, m4, m2) = (0x3F3F_3F3F, 0x0F0F_0F0F, 0x0303_0303);
+    let scales = [s & m6, (low4 & m4) | ((s >> 6) & m2) << 4];
+    let mins = [m & m6, ((low4 >> 4) & m4) | ((m >> 6) & m2) << 4];
+    let pairs = |v: [u32; 2]| {
+        let v = _mm_setr_epi32(v[0] as i32, v[1] as i32, 0, 0);
+        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v))
+    };
+    (pairs(scales), pairs(mins))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scales_q4k(x: &BlockQ4K) -> (__m256i, __m256i) {
+    scales_k4(&x.scales)
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scales_q5k(x: &BlockQ5K) -> (__m256i, __m256i) {
+    scales_k4(&x.scales)
+}
+
+/// Q6_K: one signed byte per 16-weight slice.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scales_q6k(x: &BlockQ6K) -> (__m256i, __m256i) {
+    // SAFETY: reads exactly the 16 bytes of `x.scales`, unaligned.
+    let b = unsafe { _mm_loadu_si128(x.scales.as_ptr().cast()) };
+    (_mm256_cvtepi8_epi16(b), _mm256_setzero_si256())
+}
+
+/// The low and the high half of the 16 slice scales, each in both 128-bit
+/// lanes, for [`group_scales`].
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn scale_halves(sc16: __m256i) -> [__m256i; 2] {
+    [_mm256_permute2x128_si256::<0x00>(sc16, sc16), _mm256_permute2x128_si256::<0x11>(sc16, sc16)]
+}
+
+/// The scales of group `g` (32 weights, slices `2 g` and `2 g + 1`) in
+/// the 16 i16 lanes that `madd` meets the group's `maddubs` pair sums
+/// with: slice `2 g` in the low 128 bits, `2 g + 1` in the high.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn group_scales(halves: &[__m256i; 2], g: usize) -> __m256i {
+    let b = 4 * (g % 4) as i16;
+    let pick = |b: i16| _mm_set1_epi16(b | (b + 1) << 8);
+    _mm256_shuffle_epi8(halves[g / 4], _mm256_set_m128i(pick(b + 2), pick(b)))
+}
+
 /// One K-quant dot kernel: `$levels` gives a super-block's eight groups as
-/// unsigned bytes, each `$off` above the format's signed levels.
+/// unsigned bytes, each `$off` above the format's signed levels; `$scales`
+/// the slice scales and mins (see above); `$d_dmin` the f16 `d` and `dmin`.
+///
+/// All scale work is vector code, with nothing called out of line (an
+/// `f16::to_f32` call or the scalar `scales_mins` spilled every register):
+/// each group's pair sums meet its scales in one `madd`, alternating
+/// between two integer sums; the offset is taken back and the mins' share
+/// formed with one `madd` of `bsums` each. The integer sums are exact
+/// (bounds in rowtile.rs's `k_tile`), up to the super-block's `d * dy` and
+/// `dmin * dy`.
 macro_rules! k_dot {
-    ($name:ident, $x:ty, $levels:ident, $off:expr) => {
+    ($name:ident, $x:ty, $levels:ident, $scales:ident, $off:expr, |$b:ident| $d_dmin:expr) => {
         /// Dot product of `x.len()` super-blocks (`y` must be as long).
         ///
         /// # Safety
@@ -412,44 +529,41 @@ macro_rules! k_dot {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub fn $name(x: &[$x], y: &[BlockQ8K]) -> f32 {
             debug_assert_eq!(x.len(), y.len());
-            let mut acc = _mm256_setzero_ps();
-            let mut extra = 0.0f32;
+            let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for (xb, yb) in x.iter().zip(y) {
-                let (sc, m) = xb.scales_mins();
-                let sub = <$x as SuperBlock>::SUB;
+                let (sc16, min16) = $scales(xb);
+                let halves = scale_halves(sc16);
                 let groups = $levels(xb);
                 let q8 = yb.qs.as_chunks::<32>().0;
-                let mut sum = _mm256_setzero_si256();
+                let mut sums = [_mm256_setzero_si256(); 2];
                 for (g, &w) in groups.iter().enumerate() {
-                    // 16 pair sums: the low 8 cover weights 0..16 of the
-                    // group, the high 8 weights 16..32.
-                    let scales = if sub == 32 {
-                        _mm256_set1_epi16(sc[g] as i16)
-                    } else {
-                        _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1] as i16), _mm_set1_epi16(sc[2 * g] as i16))
-                    };
                     let p = _mm256_maddubs_epi16(w, load_i8x32(&q8[g]));
-                    sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, scales));
+                    sums[g % 2] = _mm256_add_epi32(sums[g % 2], _mm256_madd_epi16(p, group_scales(&halves, g)));
                 }
-                // The offset's and the mins' share, through the sums of each
-                // 16 activations.
-                let (mut off, mut mins) = (0i32, 0i32);
-                for (j, &b) in yb.bsums.iter().enumerate() {
-                    off += b as i32 * sc[j * 16 / sub];
-                    mins += b as i32 * m[j * 16 / sub];
+                let mut sum = _mm256_add_epi32(sums[0], sums[1]);
+                // SAFETY: reads exactly the 32 bytes of `bsums`, unaligned.
+                let bsums = unsafe { _mm256_loadu_si256(yb.bsums.as_ptr().cast()) };
+                if $off != 0 {
+                    let off16 = _mm256_mullo_epi16(sc16, _mm256_set1_epi16($off));
+                    sum = _mm256_sub_epi32(sum, _mm256_madd_epi16(bsums, off16));
                 }
-                let d = xb.d() * yb.d;
-                let dmin = xb.dmin() * yb.d;
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sum), acc);
-                extra -= d * ($off * off) as f32 + dmin * mins as f32;
+                let (d, dmin) = {
+                    let $b = xb;
+                    $d_dmin
+                };
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(d) * yb.d), _mm256_cvtepi32_ps(sum), acc);
+                if <$x as SuperBlock>::HAS_MIN {
+                    let mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, min16));
+                    acc_min = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(dmin) * yb.d), mins, acc_min);
+                }
             }
-            hsum_ps(acc) + extra
+            hsum_ps(_mm256_sub_ps(acc, acc_min))
         }
     };
 }
 
-k_dot!(vec_dot_q2_k_q8_k, BlockQ2K, levels_q2k, 0);
-k_dot!(vec_dot_q3_k_q8_k, BlockQ3K, levels_q3k, 4);
-k_dot!(vec_dot_q4_k_q8_k, BlockQ4K, levels_q4k, 0);
-k_dot!(vec_dot_q5_k_q8_k, BlockQ5K, levels_q5k, 0);
-k_dot!(vec_dot_q6_k_q8_k, BlockQ6K, levels_q6k, 32);
+k_dot!(vec_dot_q2_k_q8_k, BlockQ2K, levels_q2k, scales_q2k, 0, |b| (b.d, b.dmin));
+k_dot!(vec_dot_q3_k_q8_k, BlockQ3K, levels_q3k, scales_q3k, 4, |b| (b.d, f16::ZERO));
+k_dot!(vec_dot_q4_k_q8_k, BlockQ4K, levels_q4k, scales_q4k, 0, |b| (b.d, b.dmin));
+k_dot!(vec_dot_q5_k_q8_k, BlockQ5K, levels_q5k, scales_q5k, 0, |b| (b.d, b.dmin));
+k_dot!(vec_dot_q6_k_q8_k, BlockQ6K, levels_q6k, scales_q6k, 32, |b| (b.d, f16::ZERO));
