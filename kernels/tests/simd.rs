@@ -6,12 +6,19 @@
 //! `|simd - scalar| <= TOL * mag`. Any decoding mistake (a swapped nibble
 //! half, a lost fifth bit, a wrong offset or scale) moves the result by a
 //! whole term, far beyond that. Under QEMU for aarch64 the same file runs
-//! with and without dotprod (tools/test-aarch64.sh).
+//! with and without dotprod (tools/test-aarch64.sh). The multi-token K-quant
+//! kernels (`simd::rowtile`) are checked here too, from the same cases.
 
+mod common;
+
+use common::Aligned;
 use half::{bf16, f16};
 use qllama_kernels::formats::*;
+use qllama_kernels::matmul::matmul_with;
+use qllama_kernels::simd::rowtile::{row_tile, RowTile, TILE};
 use qllama_kernels::simd::scalar::SuperBlock;
 use qllama_kernels::simd::{self, scalar, Isa};
+use qllama_kernels::{GgmlDType, GgmlType, MatmulScratch, QMatrix};
 
 /// Relative to `mag`: f32 rounding of a few hundred block sums in either
 /// order stays well inside this.
@@ -411,6 +418,20 @@ fn q8k(rng: &mut Rng, b: Bytes) -> BlockQ8K {
     BlockQ8K { d: Scales::Random.scale(rng).to_f32(), qs, bsums }
 }
 
+/// Sum of |terms| of `x · y`: scaled products and the mins' share.
+fn k_magnitude<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| {
+            let (q, (s, m)) = (a.ints(), a.scales_mins());
+            let ints: i64 = (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
+            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
+            let dy = b.d as f64;
+            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
+        })
+        .sum()
+}
+
 /// Super-block counts: empty, odd and even, and a 4096-wide row.
 const K_BLOCK_COUNTS: [usize; 6] = [0, 1, 2, 3, 7, 16];
 
@@ -426,19 +447,7 @@ fn check_k<X: TestKBlock>(name: &str, simd_dot: Dot<X, BlockQ8K>, reference: fn(
                 for &n in &K_BLOCK_COUNTS {
                     let x: Vec<X> = (0..n).map(|_| X::make(&mut rng, xb, sc)).collect();
                     let y: Vec<BlockQ8K> = (0..n).map(|_| q8k(&mut rng, yb)).collect();
-                    let mag: f64 = x
-                        .iter()
-                        .zip(&y)
-                        .map(|(a, b)| {
-                            let (q, (s, m)) = (a.ints(), a.scales_mins());
-                            let ints: i64 =
-                                (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
-                            let mins: i64 =
-                                (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
-                            let dy = b.d as f64;
-                            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
-                        })
-                        .sum();
+                    let mag = k_magnitude(&x, &y);
                     let want = reference(&x, &y) as f64;
                     for isa in Isa::available() {
                         let got = simd_dot(isa, &x, &y) as f64;
@@ -482,6 +491,150 @@ fn q5_k_q8_k() {
 #[test]
 fn q6_k_q8_k() {
     check_k::<BlockQ6K>("q6_K·q8_K", simd::vec_dot_q6_k_q8_k, scalar::vec_dot_q6_k_q8_k);
+}
+
+// ---------------------------------------------------------------------------
+// K-quant row tiles (`simd::rowtile`): one weight row against TILE activation
+// rows, each token's result against the scalar one-token dot, from the same
+// cases as the K-quant dots; and the row-major matmul that uses them.
+
+/// The tile kernel for `dtype` on every instruction set this CPU has that
+/// has one.
+fn tile_kernels(dtype: GgmlDType) -> Vec<(Isa, RowTile)> {
+    Isa::available().into_iter().filter_map(|isa| row_tile(isa, dtype).map(|k| (isa, k))).collect()
+}
+
+/// The tile's tokens take different byte patterns (rotating through
+/// `Bytes::ALL`), so results landing on the wrong token are caught too.
+fn check_tile<X: TestKBlock + GgmlType>(reference: fn(&[X], &[BlockQ8K]) -> f32) {
+    let dtype = X::DTYPE;
+    let kernels = tile_kernels(dtype);
+    let mut rng = Rng(0x7117 ^ dtype as u64);
+    let mut checked = 0;
+    for &xb in &Bytes::ALL {
+        for first in 0..Bytes::ALL.len() {
+            for &sc in &Scales::ALL {
+                for nb in [1, 2, 3, 16] {
+                    let x: Vec<X> = (0..nb).map(|_| X::make(&mut rng, xb, sc)).collect();
+                    let y: Vec<BlockQ8K> = (0..TILE * nb)
+                        .map(|i| q8k(&mut rng, Bytes::ALL[(first + i / nb) % Bytes::ALL.len()]))
+                        .collect();
+                    for &(isa, kernel) in &kernels {
+                        let mut got = [f32::NAN; TILE];
+                        kernel(as_bytes(&x), as_bytes(&y), &mut got);
+                        for (t, &got) in got.iter().enumerate() {
+                            let yt = &y[t * nb..(t + 1) * nb];
+                            let want = reference(&x, yt) as f64;
+                            let allowed = TOL * k_magnitude(&x, yt);
+                            let err = (got as f64 - want).abs();
+                            assert!(
+                                err <= allowed,
+                                "{dtype} tile on {}: token {t}: {got} vs scalar {want} (error {err:e}, allowed \
+                                 {allowed:e}); {nb} super-blocks, x bytes {xb:?}, scales {sc:?}, first y bytes {:?}",
+                                isa.name(),
+                                Bytes::ALL[first]
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{dtype}: {checked} token results on {:?}", kernels.iter().map(|k| k.0).collect::<Vec<_>>());
+}
+
+const K_TYPES: [GgmlDType; 5] = [GgmlDType::Q2K, GgmlDType::Q3K, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K];
+
+/// Which instruction sets have tile kernels: every K-quant on AVX2 (and on
+/// AVX-512, which runs the AVX2 ones), nothing on scalar or NEON, nothing
+/// for types without one. Guards the other tests against silently checking
+/// nothing on an x86-64 machine.
+#[test]
+fn tile_kernels_are_under_test() {
+    for dtype in K_TYPES {
+        assert!(row_tile(Isa::Scalar, dtype).is_none());
+        assert!(row_tile(Isa::Neon, dtype).is_none());
+        let want = cfg!(target_arch = "x86_64") && Isa::Avx2.supported();
+        assert_eq!(row_tile(Isa::Avx2, dtype).is_some(), want, "{dtype}");
+        if want {
+            assert!(!tile_kernels(dtype).is_empty());
+        }
+    }
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::F32, GgmlDType::F16] {
+        for isa in Isa::available() {
+            assert!(row_tile(isa, dtype).is_none(), "{dtype} on {}", isa.name());
+        }
+    }
+    if !Isa::Avx2.supported() {
+        eprintln!("no AVX2 on this CPU: no tile kernels to test");
+    }
+}
+
+#[test]
+fn k_quant_tiles() {
+    check_tile::<BlockQ2K>(scalar::vec_dot_q2_k_q8_k);
+    check_tile::<BlockQ3K>(scalar::vec_dot_q3_k_q8_k);
+    check_tile::<BlockQ4K>(scalar::vec_dot_q4_k_q8_k);
+    check_tile::<BlockQ5K>(scalar::vec_dot_q5_k_q8_k);
+    check_tile::<BlockQ6K>(scalar::vec_dot_q6_k_q8_k);
+}
+
+/// A tile of the wrong length is refused, not read out of bounds.
+#[test]
+#[should_panic(expected = "tile of 4 activation rows")]
+fn short_tile_panics() {
+    let Some(kernel) = row_tile(Isa::Avx2, GgmlDType::Q4K) else {
+        panic!("tile of 4 activation rows (no AVX2 here: nothing to check)");
+    };
+    let x = [BlockQ4K::make(&mut Rng(1), Bytes::Random, Scales::Random); 2];
+    let y: Vec<BlockQ8K> = (0..TILE * 2 - 1).map(|_| q8k(&mut Rng(2), Bytes::Random)).collect();
+    kernel(as_bytes(&x), as_bytes(&y), &mut [0.0; TILE]);
+}
+
+/// The row-major matmul (tiles of 4 tokens, then one-token leftovers, over
+/// uneven row chunks) on every instruction set against the scalar matmul.
+fn check_matmul<X: SuperBlock + GgmlType>() {
+    let dtype = X::DTYPE;
+    let mut rng = common::Rng::new(0x6D6D ^ dtype as u64);
+    for (rows, cols) in [(37, 256), (70, 768)] {
+        let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
+        let m = QMatrix::new(dtype, rows, cols, w.as_ref()).unwrap();
+        let blocks: &[X] = cast_blocks(w.as_ref());
+        for n in [4, 5, 9] {
+            let x = rng.normals(n * cols, 1.0);
+            let mut want = vec![0.0; n * rows];
+            matmul_with(Isa::Scalar, &m, &x, n, &mut want, &mut MatmulScratch::default());
+            for isa in Isa::available() {
+                let mut got = vec![f32::NAN; n * rows];
+                matmul_with(isa, &m, &x, n, &mut got, &mut MatmulScratch::default());
+                for t in 0..n {
+                    // The activations as matmul quantizes them, to size the
+                    // tolerance.
+                    let act = Aligned::quantize(GgmlDType::Q8K, &x[t * cols..(t + 1) * cols]);
+                    let act: &[BlockQ8K] = cast_blocks(act.as_ref());
+                    for (r, row) in blocks.chunks(cols / 256).enumerate() {
+                        let (g, w) = (got[t * rows + r], want[t * rows + r]);
+                        let allowed = TOL * k_magnitude(row, act);
+                        assert!(
+                            ((g - w) as f64).abs() <= allowed,
+                            "{dtype} {rows}x{cols} on {} n={n} token {t} row {r}: {g} vs scalar {w} (allowed {allowed:e})",
+                            isa.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn k_quant_matmul_matches_scalar() {
+    check_matmul::<BlockQ2K>();
+    check_matmul::<BlockQ3K>();
+    check_matmul::<BlockQ4K>();
+    check_matmul::<BlockQ5K>();
+    check_matmul::<BlockQ6K>();
 }
 
 // ---------------------------------------------------------------------------

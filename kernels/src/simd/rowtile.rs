@@ -4,7 +4,7 @@
 //! Prompt batches of K-quant weights use them (Q4_0 and Q8_0 use the
 //! interleaved layout instead). Results equal the one-token kernels up to
 //! f32 rounding; tested against the scalar reference in
-//! `kernels/tests/rowtile.rs`.
+//! `kernels/tests/simd.rs`.
 
 use super::Isa;
 use crate::dtype::GgmlDType;
