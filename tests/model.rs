@@ -40,7 +40,10 @@ fn greedy(model: &Model, tok: &Tokenizer, prompt: &str, n: usize, kv_type: KvTyp
     }
 }
 
-fn check_greedy_reference(file: &str) {
+/// Greedy continuations of llama.cpp's four prompts equal the text
+/// `llama-completion` printed for `file` and, when `hf_ids`, the token ids
+/// of HF transformers' greedy run.
+fn check_greedy_reference(file: &str, hf_ids: bool) {
     let path = shared().join("tiny-llama2-gguf").join(file);
     let model = Model::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
@@ -52,9 +55,12 @@ fn check_greedy_reference(file: &str) {
     for (h, c) in hf_cases.iter().zip(cpp_cases) {
         let prompt = c["prompt"].as_str().unwrap();
         assert_eq!(h["prompt"].as_str().unwrap(), prompt);
-        let want: Vec<u32> = h["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let got = greedy(&model, &tok, prompt, 32, KvType::F16);
-        assert_eq!(got, want, "{file}: greedy ids for {prompt:?}");
+        if hf_ids {
+            let want: Vec<u32> =
+                h["greedy_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            assert_eq!(got, want, "{file}: greedy ids for {prompt:?}");
+        }
 
         // The text llama-completion printed: the continuation, then
         // " [end of text]\n" when it stopped at EOS.
@@ -70,12 +76,89 @@ fn check_greedy_reference(file: &str) {
 
 #[test]
 fn greedy_matches_llama_cpp_f16() {
-    check_greedy_reference("tiny-llama2-f16.gguf");
+    check_greedy_reference("tiny-llama2-f16.gguf", true);
 }
 
 #[test]
 fn greedy_matches_llama_cpp_q8_0() {
-    check_greedy_reference("tiny-llama2-q8_0.gguf");
+    check_greedy_reference("tiny-llama2-q8_0.gguf", true);
+}
+
+/// Largest top-2 logit gap at which qllama and llama.cpp may pick different
+/// greedy tokens. llama.cpp's own flash-attention setting moves these
+/// files' logits by RMS 0.05 to 0.06 and flips its Q6_K output, so a gap
+/// below this is a tie that neither program decides more correctly.
+const NEAR_TIE: f32 = 0.05;
+
+/// llama.cpp's greedy text for its quantized files (which is its own, not
+/// HF's): qllama prints the same text, except that where the two part, the
+/// step must be a near-tie for qllama with llama.cpp's token as its
+/// runner-up. Returns how many prompts parted at a near-tie.
+fn check_greedy_against_llama_cpp(file: &str) -> usize {
+    let model = Model::open(shared().join("tiny-llama2-gguf").join(file)).unwrap();
+    let tok = Tokenizer::from_gguf(&model.file).unwrap();
+    let cpp = json(&shared().join("tiny-llama2-gguf/reference.json"));
+    let mut ties = 0;
+    for case in cpp["files"][file]["greedy_32"].as_array().unwrap() {
+        let (prompt, want) = (case["prompt"].as_str().unwrap(), case["completion"].as_str().unwrap());
+        let ids = tok.encode(prompt, true).unwrap();
+        let mut kv = model.new_kv_cache(256, 1, KvType::F16).unwrap();
+        let mut s = model.new_scratch(ids.len(), 256);
+        let batch: Vec<BatchToken> =
+            ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq: 0 }).collect();
+        model.forward(&batch, &mut kv, &mut s, LogitRows::Last).unwrap();
+        // What llama-completion prints for a token: its text, or at EOS the
+        // rest and " [end of text]\n".
+        let piece = |dec: &mut StreamDecoder, id: u32| {
+            if tok.is_eog(id) {
+                dec.flush() + " [end of text]\n"
+            } else {
+                dec.push(&tok, id)
+            }
+        };
+        let (mut dec, mut text) = (StreamDecoder::continuing(), String::new());
+        for step in 0..32 {
+            let l = s.logits(0);
+            let first = argmax(l);
+            let second = (0..l.len()).filter(|&i| i != first as usize).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+            let gap = l[first as usize] - l[second];
+            let mut alt = dec.clone();
+            let next = text.clone() + &piece(&mut dec, first);
+            if !want.starts_with(&next) {
+                let runner_up = text + &piece(&mut alt, second as u32);
+                assert!(
+                    gap < NEAR_TIE && want.starts_with(&runner_up),
+                    "{file}: {prompt:?} parts from llama.cpp at step {step} with a top-2 gap of {gap}: {next:?} vs {want:?}"
+                );
+                ties += 1;
+                text = want.to_string();
+                break;
+            }
+            text = next;
+            if tok.is_eog(first) {
+                break;
+            }
+            let pos = ids.len() + step;
+            model.forward(&[BatchToken { token: first, pos, seq: 0 }], &mut kv, &mut s, LogitRows::Last).unwrap();
+        }
+        text += &dec.flush();
+        assert_eq!(text, want, "{file}: text for {prompt:?}");
+    }
+    ties
+}
+
+/// On x86-64 these files run the interleaved kernels (Q4_0, Q4_K) that the
+/// model repacks to at load, elsewhere the row kernels.
+#[test]
+fn greedy_matches_llama_cpp_quantized_up_to_near_ties() {
+    let mut ties = 0;
+    for file in ["tiny-llama2-q4_0.gguf", "tiny-llama2-q4_k_m.gguf", "tiny-llama2-q5_k_m.gguf", "tiny-llama2-q6_k.gguf"] {
+        let n = check_greedy_against_llama_cpp(file);
+        eprintln!("{file}: {n} of 4 prompts parted from llama.cpp at a near-tie");
+        ties += n;
+    }
+    // A tie now and then, not a habit: 16 prompts in all.
+    assert!(ties <= 5, "{ties} of 16 prompts parted from llama.cpp at near-ties");
 }
 
 /// Batched, token-by-token and multi-sequence evaluation agree, and an F16
@@ -293,27 +376,6 @@ fn bad_model_files_give_clear_errors() {
     shows(&tensor, "blk.3.attn_v.weight");
 }
 
-#[test]
-fn unsupported_tensor_types_are_refused() {
-    // K-quant files load only once the kernels support them; until then the
-    // error must name the tensor and its type instead of failing later.
-    let path = shared().join("tiny-llama2-gguf/tiny-llama2-q4_k_m.gguf");
-    match Model::open(&path) {
-        Ok(m) => {
-            // Supported now: it must also compute.
-            let mut kv = m.new_kv_cache(8, 1, KvType::F16).unwrap();
-            let mut s = m.new_scratch(1, 8);
-            m.forward(&[BatchToken { token: 1, pos: 0, seq: 0 }], &mut kv, &mut s, LogitRows::Last).unwrap();
-            assert!(s.logits(0).iter().all(|x| x.is_finite()));
-        }
-        Err(e) => {
-            let e = e.to_string();
-            assert!(e.contains("q4_K") || e.contains("q6_K"), "{e}");
-            assert!(e.contains("cannot compute"), "{e}");
-        }
-    }
-}
-
 // ---- `qllama run` ----
 
 fn qllama(args: &[&str]) -> (bool, String, String) {
@@ -410,3 +472,4 @@ fn run_rejects_bad_input() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+

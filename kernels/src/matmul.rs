@@ -7,11 +7,13 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
-use crate::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, ROWS};
-use crate::formats::{cast_blocks, BlockQ8_0};
+use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ8_0x8, ROWS};
+use crate::formats::{cast_blocks, BlockQ8K, BlockQ8_0};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
 use crate::simd::x8::{self, Act, X8Dot};
+use crate::simd::x8k::{self, pair_sums, ActK, X8KDot};
+use std::ops::Range;
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
 
@@ -89,6 +91,9 @@ pub struct MatmulScratch {
     /// for the interleaved kernels.
     act_d: Vec<f32>,
     act_offset: Vec<f32>,
+    /// The Q8_K activations' sub-block sums in pairs, for the interleaved
+    /// K-quant kernels.
+    act_pairs: Vec<[i32; 4]>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -119,12 +124,16 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     assert_eq!(out.len(), n_tokens * w.rows, "output shape");
     let act_type = w.dtype.vec_dot_type();
     let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-    let MatmulScratch { act, act_d, act_offset } = scratch;
+    let MatmulScratch { act, act_d, act_offset, act_pairs } = scratch;
     let act = scratch_bytes(act, act_row * n_tokens);
     act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
     let act: &[u8] = act;
 
     if w.layout == Layout::Interleaved {
+        if w.dtype == GgmlDType::Q4K {
+            matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs);
+            return;
+        }
         let y: &[BlockQ8_0] = cast_blocks(act);
         match w.dtype {
             GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, y, n_tokens, out, act_d, act_offset),
@@ -255,6 +264,74 @@ where
     let mut out = [[0.0; ROWS]; T];
     x8::gemm::<X, T>(isa, w, act, &mut out);
     out
+}
+
+/// The interleaved K-quant path, on the same walk as [`matmul_x8`].
+fn matmul_x8k<X: X8KDot>(
+    isa: Isa,
+    w: &QMatrix,
+    y: &[BlockQ8K],
+    n_tokens: usize,
+    out: &mut [f32],
+    pairs: &mut Vec<[i32; 4]>,
+) {
+    pairs.clear();
+    pairs.extend(y.iter().map(pair_sums));
+    let pairs: &[[i32; 4]] = pairs;
+    let blocks: &[X] = interleaved::cast(w.data);
+    let nb = y.len() / n_tokens;
+    let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
+    for_each_x8_tile(w.rows, n_tokens, token_bytes, out, |g, tokens, o| {
+        let wg = &blocks[g * nb..(g + 1) * nb];
+        let span = tokens.start * nb..tokens.end * nb;
+        let a = ActK { q: &y[span.clone()], pairs: &pairs[span] };
+        match tokens.len() {
+            4 => x8k::gemm::<X, 4>(isa, wg, a, o.try_into().expect("4 tokens")),
+            3 => x8k::gemm::<X, 3>(isa, wg, a, o.try_into().expect("3 tokens")),
+            2 => x8k::gemm::<X, 2>(isa, wg, a, o.try_into().expect("2 tokens")),
+            _ => x8k::gemm::<X, 1>(isa, wg, a, o.try_into().expect("1 token")),
+        }
+    });
+}
+
+/// The walk of the interleaved paths. Tasks own runs of 8-row groups; each
+/// walks its groups once per chunk of tokens (so the chunk's activations,
+/// `token_bytes` each, stay in L2 while each group's weights stream
+/// through L1), in tiles of up to [`TILE`] tokens. `kernel(g, tokens, o)`
+/// computes group `g`'s outputs for `tokens` into `o[..tokens.len()]`.
+fn for_each_x8_tile(
+    rows: usize,
+    n_tokens: usize,
+    token_bytes: usize,
+    out: &mut [f32],
+    kernel: impl Fn(usize, Range<usize>, &mut [[f32; ROWS]]) + Sync,
+) {
+    let groups = rows / ROWS;
+    // A few tasks per thread, for balance on a busy machine.
+    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
+    let token_chunk = (ACT_CHUNK_BYTES / token_bytes).max(TILE) / TILE * TILE;
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
+        let out_ptr = &out_ptr;
+        let my_groups = task * per_task..((task + 1) * per_task).min(groups);
+        let mut tile = [[0.0; ROWS]; TILE];
+        for t0 in (0..n_tokens).step_by(token_chunk) {
+            let t1 = (t0 + token_chunk).min(n_tokens);
+            for g in my_groups.clone() {
+                for t in (t0..t1).step_by(TILE) {
+                    let tokens = t..(t + TILE).min(t1);
+                    let o = &mut tile[..tokens.len()];
+                    kernel(g, tokens, o);
+                    for (i, v) in o.iter().enumerate() {
+                        // SAFETY: token t+i < n_tokens and rows g*8..g*8+8
+                        // are in bounds (asserted shapes); each (token, row)
+                        // is written by the one task owning group g.
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out_ptr.0.add((t + i) * rows + g * ROWS), ROWS) };
+                    }
+                }
+            }
+        }
+    });
 }
 
 struct SendPtr(*mut f32);

@@ -1,5 +1,6 @@
-//! Row-interleaved weight layouts, made at load time from a file's Q4_0 and
-//! Q8_0 tensors and never written to a file (GGUF files stay ggml's).
+//! Row-interleaved weight layouts, made at load time from a file's Q4_0,
+//! Q8_0 and Q4_K tensors and never written to a file (GGUF files stay
+//! ggml's).
 //!
 //! Eight rows are stored block by block: one interleaved block holds block
 //! `b` of rows `r..r+8`, its eight scales side by side (one vector load) and
@@ -11,9 +12,11 @@
 //!
 //! The chunking is on the stored bytes, so a Q4_0 chunk holds weights
 //! `4c..4c+4` in its low nibbles and `16+4c..16+4c+4` in its high nibbles,
-//! exactly as in the source block.
+//! exactly as in the source block; a Q4_K chunk `c` holds weights
+//! `64 (c / 8) + 4 (c % 8) ..` in its low nibbles and the same plus 32 in its
+//! high nibbles.
 
-use super::{BlockQ4_0, BlockQ8_0};
+use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0};
 use crate::dtype::GgmlDType;
 use half::f16;
 
@@ -40,12 +43,86 @@ pub struct BlockQ8_0x8 {
     pub qs: [i8; 32 * ROWS],
 }
 
+/// Super-block `b` of eight Q4_K rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4Kx8 {
+    pub d: [f16; ROWS],
+    pub dmin: [f16; ROWS],
+    /// The eight rows' 6-bit sub-block scales and mins, regrouped so that a
+    /// kernel decodes all of them with a few vector operations
+    /// ([`K4Scales`]).
+    pub scales: [u8; 96],
+    /// `qs[(c * 8 + j) * 4 + k]` = row `j`'s `qs[c * 4 + k]`, c in 0..32.
+    pub qs: [u8; 128 * ROWS],
+}
+
 const _: () = {
     // Same bytes as the eight source blocks, so a repacked tensor takes
     // exactly the file's size.
     assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
     assert!(std::mem::size_of::<BlockQ8_0x8>() == 8 * 34);
+    assert!(std::mem::size_of::<BlockQ4Kx8>() == 8 * 144);
 };
+
+/// The 128 six-bit values of a [`BlockQ4Kx8`]'s `scales`, in the order the
+/// kernels use them:
+/// - `v[8 s + j]` is row `j`'s scale of sub-block `s` (a sub-block's eight
+///   scales side by side, like the rows' outputs);
+/// - `v[64 + 16 p + 2 j + k]` is row `j`'s min of sub-block `2 p + k` (a
+///   pair of sub-blocks' mins as the 16-bit pairs that one multiply-add by
+///   the pair's activation sums wants).
+///
+/// Stored in 96 bytes: byte `i < 64` holds the low nibbles of `v[i]`
+/// (bits 0..4) and `v[64 + i]` (bits 4..8); byte `64 + i` (i < 32) holds
+/// the top two bits of `v[i]`, `v[32 + i]`, `v[64 + i]`, `v[96 + i]`, in
+/// bit pairs from the bottom.
+pub struct K4Scales;
+
+impl K4Scales {
+    pub fn pack(v: &[u8; 128]) -> [u8; 96] {
+        let mut out = [0u8; 96];
+        for i in 0..64 {
+            out[i] = (v[i] & 0xF) | (v[64 + i] & 0xF) << 4;
+        }
+        for i in 0..32 {
+            out[64 + i] = (0..4).fold(0, |b, k| b | (v[32 * k + i] >> 4) << (2 * k));
+        }
+        out
+    }
+
+    pub fn unpack(p: &[u8; 96]) -> [u8; 128] {
+        std::array::from_fn(|i| {
+            let low = if i < 64 { p[i] & 0xF } else { p[i - 64] >> 4 };
+            low | ((p[64 + i % 32] >> (2 * (i / 32))) & 3) << 4
+        })
+    }
+
+    /// Index in [`K4Scales::unpack`]'s output of row `j`'s scale and min of
+    /// sub-block `s`.
+    pub fn at(s: usize, j: usize) -> (usize, usize) {
+        (8 * s + j, 64 + 16 * (s / 2) + 2 * j + s % 2)
+    }
+}
+
+/// Put the rows' quant bytes side by side in `CHUNK`-byte chunks: chunk
+/// `c` of row `j` goes to `out[(c * ROWS + j) * CHUNK..]`.
+fn interleave_chunks<Q: Copy>(rows: [&[Q]; ROWS], out: &mut [Q]) {
+    for (j, r) in rows.iter().enumerate() {
+        for (c, chunk) in r.chunks_exact(CHUNK).enumerate() {
+            let at = (c * ROWS + j) * CHUNK;
+            out[at..at + CHUNK].copy_from_slice(chunk);
+        }
+    }
+}
+
+/// Row `j`'s quant bytes back out of [`interleave_chunks`]'s layout.
+fn row_chunks<Q: Copy>(src: &[Q], j: usize, out: &mut [Q]) {
+    for (c, chunk) in out.chunks_exact_mut(CHUNK).enumerate() {
+        let at = (c * ROWS + j) * CHUNK;
+        chunk.copy_from_slice(&src[at..at + CHUNK]);
+    }
+}
 
 /// An interleaved block and the ggml block it is made of.
 pub trait Interleaved: Copy + Send + Sync + 'static {
@@ -63,22 +140,14 @@ macro_rules! interleaved {
 
             fn from_rows(rows: [&$src; ROWS]) -> Self {
                 let mut out = Self { d: rows.map(|r| r.d), qs: [0; $n * ROWS] };
-                for (j, r) in rows.iter().enumerate() {
-                    for (c, chunk) in r.qs.chunks_exact(CHUNK).enumerate() {
-                        let at = (c * ROWS + j) * CHUNK;
-                        out.qs[at..at + CHUNK].copy_from_slice(chunk);
-                    }
-                }
+                interleave_chunks(rows.map(|r| &r.qs[..]), &mut out.qs);
                 out
             }
 
             fn to_rows(&self) -> [$src; ROWS] {
                 std::array::from_fn(|j| {
                     let mut qs: [$q; $n] = [0; $n];
-                    for (c, chunk) in qs.chunks_exact_mut(CHUNK).enumerate() {
-                        let at = (c * ROWS + j) * CHUNK;
-                        chunk.copy_from_slice(&self.qs[at..at + CHUNK]);
-                    }
+                    row_chunks(&self.qs, j, &mut qs);
                     $src { d: self.d[j], qs }
                 })
             }
@@ -88,9 +157,47 @@ macro_rules! interleaved {
 interleaved!(BlockQ4_0x8, BlockQ4_0, u8, 16);
 interleaved!(BlockQ8_0x8, BlockQ8_0, i8, 32);
 
+impl Interleaved for BlockQ4Kx8 {
+    type Source = BlockQ4K;
+
+    fn from_rows(rows: [&BlockQ4K; ROWS]) -> Self {
+        let mut v = [0u8; 128];
+        for (j, r) in rows.iter().enumerate() {
+            for s in 0..8 {
+                let (at_sc, at_m) = K4Scales::at(s, j);
+                (v[at_sc], v[at_m]) = get_scale_min_k4(s, &r.scales);
+            }
+        }
+        let mut out = Self {
+            d: rows.map(|r| r.d),
+            dmin: rows.map(|r| r.dmin),
+            scales: K4Scales::pack(&v),
+            qs: [0; 128 * ROWS],
+        };
+        interleave_chunks(rows.map(|r| &r.qs[..]), &mut out.qs);
+        out
+    }
+
+    fn to_rows(&self) -> [BlockQ4K; ROWS] {
+        let v = K4Scales::unpack(&self.scales);
+        std::array::from_fn(|j| {
+            let sc = std::array::from_fn(|s| v[K4Scales::at(s, j).0]);
+            let m = std::array::from_fn(|s| v[K4Scales::at(s, j).1]);
+            let mut qs = [0u8; 128];
+            row_chunks(&self.qs, j, &mut qs);
+            BlockQ4K {
+                d: self.d[j],
+                dmin: self.dmin[j],
+                scales: pack_scale_min_k4(&sc, &m),
+                qs,
+            }
+        })
+    }
+}
+
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0) && rows % ROWS == 0
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K) && rows % ROWS == 0
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -102,6 +209,7 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
     match dtype {
         GgmlDType::Q4_0 => interleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => interleave_as::<BlockQ8_0x8>(rows, src, dst),
+        GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -111,6 +219,7 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
     match dtype {
         GgmlDType::Q4_0 => deinterleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => deinterleave_as::<BlockQ8_0x8>(rows, src, dst),
+        GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }

@@ -6,6 +6,7 @@ pub mod attn;
 pub mod rowtile;
 pub mod scalar;
 pub mod x8;
+pub mod x8k;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;

@@ -113,14 +113,20 @@ pub trait SuperBlock {
     }
 }
 
-/// ggml's `ggml_vec_dot_q*_K_q8_K_generic`: exact integer sums per
-/// super-block (lanes of `scale * q * q8`, and `bsums · mins` for the
-/// formats with mins), combined in f32 in ggml's order.
-fn dot_k<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
-    assert_eq!(x.len(), y.len());
-    let mut sums = [0.0f32; 8];
-    let mut sumf = 0.0f32;
-    for (a, b) in x.iter().zip(y) {
+/// ggml's `ggml_vec_dot_q*_K_q8_K_generic` for one row, super-block by
+/// super-block: exact integer sums per super-block (lanes of
+/// `scale * q * q8`, and `bsums · mins` for the formats with mins),
+/// combined in f32 in ggml's order. The interleaved reference
+/// (`x8k::reference`) keeps one of these per row and token.
+#[derive(Clone, Copy, Default)]
+pub struct KDotAcc {
+    sums: [f32; 8],
+    sumf: f32,
+}
+
+impl KDotAcc {
+    #[inline]
+    pub fn add<X: SuperBlock>(&mut self, a: &X, b: &BlockQ8K) {
         let (q, (sc, m)) = (a.ints(), a.scales_mins());
         let mut lanes = [0i32; 8];
         for (e, (&q, &q8)) in q.iter().zip(&b.qs).enumerate() {
@@ -135,20 +141,34 @@ fn dot_k<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
             // `dall * isum - dmin * summs`, which ggml's x86-64 build
             // (-march=native) compiles to one fused multiply-subtract;
             // fusing it the same way keeps the reference bit-exact with it.
-            sumf += d.mul_add(isum as f32, -(dmin * summs as f32));
+            self.sumf += d.mul_add(isum as f32, -(dmin * summs as f32));
         } else {
-            for (s, &l) in sums.iter_mut().zip(&lanes) {
+            for (s, &l) in self.sums.iter_mut().zip(&lanes) {
                 *s += d * l as f32;
             }
             if X::HAS_MIN {
-                sumf -= dmin * summs as f32;
+                self.sumf -= dmin * summs as f32;
             }
         }
     }
-    for s in sums {
-        sumf += s;
+
+    #[inline]
+    pub fn finish(self) -> f32 {
+        let mut sumf = self.sumf;
+        for s in self.sums {
+            sumf += s;
+        }
+        sumf
     }
-    sumf
+}
+
+fn dot_k<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut acc = KDotAcc::default();
+    for (a, b) in x.iter().zip(y) {
+        acc.add(a, b);
+    }
+    acc.finish()
 }
 
 pub fn vec_dot_q2_k_q8_k(x: &[BlockQ2K], y: &[BlockQ8K]) -> f32 {

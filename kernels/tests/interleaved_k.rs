@@ -1,0 +1,215 @@
+//! The row-interleaved Q4_K layout and its kernels, checked as
+//! `interleaved.rs` checks Q4_0 and Q8_0: the repacking is a lossless
+//! permutation with the documented positions (quant chunks, and the
+//! regrouped 6-bit scales and mins), the scalar interleaved kernel equals
+//! the one-row scalar dot bit for bit, every SIMD path equals it to f32
+//! rounding on random and adversarial super-blocks, and the interleaved
+//! matmul equals the row-major scalar matmul.
+//!
+//! Tolerance relative to the sum of |terms| (scaled products and the mins'
+//! share), so a wrong scale, min, nibble half or row fails by a whole term.
+
+mod common;
+
+use common::{Aligned, Rng};
+use half::f16;
+use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, Interleaved, K4Scales, ROWS};
+use qllama_kernels::formats::{BlockQ4K, BlockQ8K};
+use qllama_kernels::matmul::matmul_with;
+use qllama_kernels::simd::scalar::{self, SuperBlock};
+use qllama_kernels::simd::x8k::{self, pair_sums, ActK};
+use qllama_kernels::simd::Isa;
+use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
+
+const TOL: f64 = 1e-5;
+
+/// Byte patterns for every field of a super-block.
+#[derive(Clone, Copy, Debug)]
+enum Fill {
+    Random,
+    /// All 0xFF: every nibble 15, every scale and min 63.
+    Ones,
+    Zero,
+}
+
+fn bytes<const N: usize>(rng: &mut Rng, fill: Fill) -> [u8; N] {
+    std::array::from_fn(|_| match fill {
+        Fill::Random => rng.next_u64() as u8,
+        Fill::Ones => 0xFF,
+        Fill::Zero => 0,
+    })
+}
+
+fn scale(rng: &mut Rng) -> f16 {
+    f16::from_f64((rng.uniform() * 2.0 - 1.0) * 2f64.powi((rng.next_u64() % 8) as i32 - 8))
+}
+
+fn q4k(rng: &mut Rng, fill: Fill) -> BlockQ4K {
+    BlockQ4K { d: scale(rng), dmin: scale(rng), scales: bytes(rng, fill), qs: bytes(rng, fill) }
+}
+
+/// Activations as the quantizer writes them (-127..=127; `Ones` gives the
+/// largest magnitude of either sign), with consistent `bsums`.
+fn q8k(rng: &mut Rng, fill: Fill) -> BlockQ8K {
+    let qs: [i8; 256] = std::array::from_fn(|_| match fill {
+        Fill::Random => (rng.next_u64() as i8).max(-127),
+        Fill::Ones => [127, -127][(rng.next_u64() % 2) as usize],
+        Fill::Zero => 0,
+    });
+    let bsums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
+    BlockQ8K { d: scale(rng).to_f32(), qs, bsums }
+}
+
+#[test]
+fn scales_pack_and_unpack() {
+    let mut rng = Rng::new(1);
+    for _ in 0..50 {
+        let v: [u8; 128] = std::array::from_fn(|_| (rng.next_u64() % 64) as u8);
+        assert_eq!(K4Scales::unpack(&K4Scales::pack(&v)), v);
+    }
+}
+
+#[test]
+fn interleaving_is_the_documented_permutation() {
+    let mut rng = Rng::new(3);
+    let rows: [BlockQ4K; ROWS] = std::array::from_fn(|_| q4k(&mut rng, Fill::Random));
+    let x = BlockQ4Kx8::from_rows(std::array::from_fn(|j| &rows[j]));
+    let v = K4Scales::unpack(&x.scales);
+    for (j, row) in rows.iter().enumerate() {
+        assert_eq!((x.d[j], x.dmin[j]), (row.d, row.dmin));
+        let (sc, m) = row.scales_mins();
+        for s in 0..8 {
+            let (at_sc, at_m) = K4Scales::at(s, j);
+            assert_eq!((v[at_sc] as i32, v[at_m] as i32), (sc[s], m[s]), "row {j} sub-block {s}");
+        }
+        for i in 0..128 {
+            assert_eq!(x.qs[(i / 4 * ROWS + j) * 4 + i % 4], row.qs[i], "row {j} byte {i}");
+        }
+    }
+    assert_eq!(x.to_rows(), rows);
+    // The documented places of the scales: sub-blocks side by side, mins
+    // in pairs.
+    assert_eq!(K4Scales::at(3, 5), (29, 64 + 16 + 10 + 1));
+}
+
+#[test]
+fn whole_matrix_round_trip() {
+    let mut rng = Rng::new(5);
+    for (rows, cols) in [(8, 256), (24, 768)] {
+        let src = Aligned::quantize(GgmlDType::Q4K, &rng.normals(rows * cols, 1.0));
+        let mut packed = Aligned::zeroed(src.as_ref().len());
+        let mut back = Aligned::zeroed(src.as_ref().len());
+        interleaved::interleave(GgmlDType::Q4K, rows, src.as_ref(), packed.as_mut());
+        assert_ne!(packed.as_ref(), src.as_ref(), "repacking changed nothing");
+        interleaved::deinterleave(GgmlDType::Q4K, rows, packed.as_ref(), back.as_mut());
+        assert_eq!(back.as_ref(), src.as_ref(), "{rows}x{cols}");
+    }
+    assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 16));
+}
+
+/// Sum of |terms| of a row's dot with one token.
+fn magnitude(x: &[BlockQ4K], y: &[BlockQ8K]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| {
+            let (q, (s, m)) = (a.ints(), a.scales_mins());
+            let ints: i64 = (0..256).map(|e| (s[e / 32] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
+            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j / 2] as i64).abs()).sum();
+            let dy = b.d as f64;
+            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
+        })
+        .sum()
+}
+
+fn check<const T: usize>() {
+    let mut rng = Rng::new(7 + T as u64);
+    for nb in [1, 2, 3, 16] {
+        for (wf, yf) in [(Fill::Random, Fill::Random), (Fill::Ones, Fill::Ones), (Fill::Ones, Fill::Random), (Fill::Zero, Fill::Ones)] {
+            let rows: Vec<Vec<BlockQ4K>> = (0..ROWS).map(|_| (0..nb).map(|_| q4k(&mut rng, wf)).collect()).collect();
+            let w: Vec<BlockQ4Kx8> =
+                (0..nb).map(|b| BlockQ4Kx8::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
+            // The last token follows `yf`, the others are random.
+            let y: Vec<BlockQ8K> =
+                (0..T * nb).map(|i| q8k(&mut rng, if i / nb == T - 1 { yf } else { Fill::Random })).collect();
+            let pairs: Vec<[i32; 4]> = y.iter().map(pair_sums).collect();
+            let act = ActK { q: &y, pairs: &pairs };
+
+            let mut reference = [[0.0; ROWS]; T];
+            x8k::reference::<BlockQ4Kx8, T>(&w, act, &mut reference);
+            for t in 0..T {
+                for j in 0..ROWS {
+                    let want = scalar::vec_dot_q4_k_q8_k(&rows[j], &y[t * nb..(t + 1) * nb]);
+                    assert_eq!(reference[t][j].to_bits(), want.to_bits(), "nb={nb} row {j} token {t}");
+                }
+            }
+            for isa in Isa::available() {
+                let mut got = [[0.0; ROWS]; T];
+                x8k::gemm::<BlockQ4Kx8, T>(isa, &w, act, &mut got);
+                for t in 0..T {
+                    for j in 0..ROWS {
+                        let err = (got[t][j] as f64 - reference[t][j] as f64).abs();
+                        let mag = magnitude(&rows[j], &y[t * nb..(t + 1) * nb]);
+                        assert!(
+                            err <= TOL * mag + 1e-30,
+                            "{} nb={nb} {wf:?}/{yf:?} row {j} token {t}: {} vs reference {} (mag {mag})",
+                            isa.name(),
+                            got[t][j],
+                            reference[t][j]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn q4_kx8_kernels_match_the_reference() {
+    check::<1>();
+    check::<2>();
+    check::<3>();
+    check::<4>();
+}
+
+/// The pair sums are the 32-weight sub-block sums, two to a word.
+#[test]
+fn pair_sums_are_sub_block_sums() {
+    let mut rng = Rng::new(9);
+    let y = q8k(&mut rng, Fill::Ones);
+    let p = pair_sums(&y);
+    for s in 0..8 {
+        let want: i32 = y.qs[32 * s..32 * s + 32].iter().map(|&q| q as i32).sum();
+        let got = (p[s / 2] >> (16 * (s % 2))) as i16;
+        assert_eq!(got as i32, want, "sub-block {s}");
+    }
+}
+
+/// The interleaved Q4_K matmul (tiles, leftover tokens, token chunks) against
+/// the row-major scalar matmul.
+#[test]
+fn interleaved_matmul_matches_row_major() {
+    let mut rng = Rng::new(11);
+    let dtype = GgmlDType::Q4K;
+    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])] {
+        let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
+        let mut packed = Aligned::zeroed(w.as_ref().len());
+        interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
+        let plain = QMatrix::new(dtype, rows, cols, w.as_ref()).unwrap();
+        let inter = QMatrix::interleaved(dtype, rows, cols, packed.as_ref()).unwrap();
+        for &n in counts {
+            let x = rng.normals(n * cols, 1.0);
+            let mut want = vec![0.0; n * rows];
+            matmul_with(Isa::Scalar, &plain, &x, n, &mut want, &mut MatmulScratch::default());
+            for isa in Isa::available() {
+                let mut got = vec![0.0; n * rows];
+                matmul_with(isa, &inter, &x, n, &mut got, &mut MatmulScratch::default());
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let bound = 1e-6 * cols as f32;
+                    assert!((g - w).abs() <= bound, "{} n={n} out[{i}]: {g} vs {w}", isa.name());
+                }
+            }
+        }
+    }
+}
