@@ -7,7 +7,7 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
-use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ8_0x8, ROWS};
+use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ6Kx8, BlockQ8_0x8, ROWS};
 use crate::formats::{cast_blocks, BlockQ8K, BlockQ8_0};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
@@ -87,13 +87,20 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     /// Quantized activations; u64 storage keeps every block type aligned.
     act: Vec<u64>,
-    /// The activation blocks' scales as f32, and the Q4_0 offset terms,
-    /// for the interleaved kernels.
-    act_d: Vec<f32>,
-    act_offset: Vec<f32>,
+    /// What the interleaved Q4_0/Q8_0 kernels read beside the blocks.
+    x8: X8Scratch,
     /// The Q8_K activations' sub-block sums in pairs, for the interleaved
     /// K-quant kernels.
     act_pairs: Vec<[i32; 4]>,
+}
+
+/// The activation blocks' scales as f32, Q4_0's offset terms and Q8_0's
+/// 16-bit pairs (`x8::pairs`).
+#[derive(Default)]
+struct X8Scratch {
+    d: Vec<f32>,
+    offset: Vec<f32>,
+    words: Vec<u32>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -124,20 +131,21 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     assert_eq!(out.len(), n_tokens * w.rows, "output shape");
     let act_type = w.dtype.vec_dot_type();
     let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-    let MatmulScratch { act, act_d, act_offset, act_pairs } = scratch;
+    let MatmulScratch { act, x8: x8_scratch, act_pairs } = scratch;
     let act = scratch_bytes(act, act_row * n_tokens);
     act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
     let act: &[u8] = act;
 
     if w.layout == Layout::Interleaved {
-        if w.dtype == GgmlDType::Q4K {
-            matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs);
-            return;
+        match w.dtype {
+            GgmlDType::Q4K => return matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q6K => return matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            _ => {}
         }
         let y: &[BlockQ8_0] = cast_blocks(act);
         match w.dtype {
-            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, y, n_tokens, out, act_d, act_offset),
-            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, y, n_tokens, out, act_d, act_offset),
+            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, y, n_tokens, out, x8_scratch),
+            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, y, n_tokens, out, x8_scratch),
             other => unreachable!("QMatrix::interleaved admits no {other}"),
         }
         return;
@@ -178,95 +186,57 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     });
 }
 
-/// Tokens per kernel call on the interleaved path: 8 rows x 4 tokens keeps
-/// the unpacked weight block and the accumulators in the 16 AVX2 registers.
-const TILE: usize = 4;
+/// Tokens per kernel call on the interleaved K-quant path: 8 rows x 4
+/// tokens keeps the unpacked weights and the accumulators in the 16 AVX2
+/// registers. (The Q4_0/Q8_0 kernels say their own, `X8Dot::TILE`.)
+const K_TILE: usize = 4;
+
+/// The most tokens any interleaved kernel takes at once.
+const MAX_TILE: usize = 8;
 
 /// Activation bytes a task keeps hot while it walks its rows (about half
 /// of a core's L2).
 const ACT_CHUNK_BYTES: usize = 256 * 1024;
 
-/// The interleaved path. Tasks own runs of 8-row groups; each walks its
-/// groups once per chunk of tokens (so the chunk's activations stay in L2
-/// while each group's weights stream through L1), in tiles of [`TILE`]
-/// tokens.
-fn matmul_x8<X: X8Dot>(
-    isa: Isa,
-    w: &QMatrix,
-    y: &[BlockQ8_0],
-    n_tokens: usize,
-    out: &mut [f32],
-    act_d: &mut Vec<f32>,
-    act_offset: &mut Vec<f32>,
-) where
-    X::Source: BlockInts,
-{
-    let nb = y.len() / n_tokens;
-    act_d.clear();
-    act_d.extend(y.iter().map(|b| b.d()));
-    act_offset.clear();
-    if X::NEEDS_OFFSET {
-        act_offset.extend(y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32));
-    }
-    let (act_d, act_offset): (&[f32], &[f32]) = (act_d, act_offset);
-    let blocks: &[X] = interleaved::cast(w.data);
-    let groups = w.rows / ROWS;
-    // A few tasks per thread, for balance on a busy machine.
-    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
-    let token_chunk = (ACT_CHUNK_BYTES / (nb * std::mem::size_of::<BlockQ8_0>())).max(TILE) / TILE * TILE;
-    let rows = w.rows;
-    let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
-        let out_ptr = &out_ptr;
-        let my_groups = task * per_task..((task + 1) * per_task).min(groups);
-        for t0 in (0..n_tokens).step_by(token_chunk) {
-            let t1 = (t0 + token_chunk).min(n_tokens);
-            for g in my_groups.clone() {
-                let wg = &blocks[g * nb..(g + 1) * nb];
-                let mut t = t0;
-                while t < t1 {
-                    let tokens = t..(t + TILE).min(t1);
-                    let span = tokens.start * nb..tokens.end * nb;
-                    let offset = if X::NEEDS_OFFSET { &act_offset[span.clone()] } else { &[][..] };
-                    let a = Act { q: &y[span.clone()], d: &act_d[span], offset };
-                    let write = |tile: &[[f32; ROWS]]| {
-                        for (i, v) in tile.iter().enumerate() {
-                            // SAFETY: token t+i < n_tokens and rows g*8..g*8+8
-                            // are in bounds (asserted shapes); each (token,
-                            // row) is written by the one task owning group g.
-                            unsafe {
-                                std::ptr::copy_nonoverlapping(
-                                    v.as_ptr(),
-                                    out_ptr.0.add((t + i) * rows + g * ROWS),
-                                    ROWS,
-                                )
-                            };
-                        }
-                    };
-                    match tokens.len() {
-                        4 => write(&tile::<X, 4>(isa, wg, a)),
-                        3 => write(&tile::<X, 3>(isa, wg, a)),
-                        2 => write(&tile::<X, 2>(isa, wg, a)),
-                        _ => write(&tile::<X, 1>(isa, wg, a)),
-                    }
-                    t = tokens.end;
-                }
-            }
-        }
-    });
-}
-
-#[inline]
-fn tile<X: X8Dot, const T: usize>(isa: Isa, w: &[X], act: Act) -> [[f32; ROWS]; T]
+/// The interleaved Q4_0/Q8_0 path. The activations' f32 scales, Q4_0's
+/// offset terms and Q8_0's 16-bit pairs are made once per call.
+fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], s: &mut X8Scratch)
 where
     X::Source: BlockInts,
 {
-    let mut out = [[0.0; ROWS]; T];
-    x8::gemm::<X, T>(isa, w, act, &mut out);
-    out
+    let nb = y.len() / n_tokens;
+    s.d.clear();
+    s.d.extend(y.iter().map(|b| b.d()));
+    s.offset.clear();
+    if X::NEEDS_OFFSET {
+        s.offset.extend(y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32));
+    }
+    s.words.clear();
+    if X::NEEDS_PAIRS {
+        // Laid out per tile: tiles start at multiples of `X::TILE`, since
+        // token chunks are whole tiles.
+        s.words.resize(y.len() * x8::PAIR_WORDS, 0);
+        y.par_chunks(X::TILE * nb)
+            .zip(s.words.par_chunks_mut(X::TILE * nb * x8::PAIR_WORDS))
+            .for_each(|(q, p)| x8::pairs(q, q.len() / nb, p));
+    }
+    let (d, offset, words): (&[f32], &[f32], &[u32]) = (&s.d, &s.offset, &s.words);
+    let blocks: &[X] = interleaved::cast(w.data);
+    let block_bytes = if X::NEEDS_PAIRS { x8::PAIR_WORDS * 4 } else { std::mem::size_of::<BlockQ8_0>() };
+    for_each_x8_tile(w.rows, n_tokens, nb * block_bytes, X::TILE, out, |g, tokens, o| {
+        let wg = &blocks[g * nb..(g + 1) * nb];
+        let span = tokens.start * nb..tokens.end * nb;
+        let a = Act {
+            q: &y[span.clone()],
+            d: &d[span.clone()],
+            offset: if X::NEEDS_OFFSET { &offset[span.clone()] } else { &[] },
+            pairs: if X::NEEDS_PAIRS { &words[span.start * x8::PAIR_WORDS..span.end * x8::PAIR_WORDS] } else { &[] },
+        };
+        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8::gemm::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
+    });
 }
 
-/// The interleaved K-quant path, on the same walk as [`matmul_x8`].
+/// The interleaved K-quant path, on the same walk.
 fn matmul_x8k<X: X8KDot>(
     isa: Isa,
     w: &QMatrix,
@@ -281,46 +251,57 @@ fn matmul_x8k<X: X8KDot>(
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
     let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
-    for_each_x8_tile(w.rows, n_tokens, token_bytes, out, |g, tokens, o| {
+    for_each_x8_tile(w.rows, n_tokens, token_bytes, K_TILE, out, |g, tokens, o| {
         let wg = &blocks[g * nb..(g + 1) * nb];
         let span = tokens.start * nb..tokens.end * nb;
         let a = ActK { q: &y[span.clone()], pairs: &pairs[span] };
-        match tokens.len() {
-            4 => x8k::gemm::<X, 4>(isa, wg, a, o.try_into().expect("4 tokens")),
-            3 => x8k::gemm::<X, 3>(isa, wg, a, o.try_into().expect("3 tokens")),
-            2 => x8k::gemm::<X, 2>(isa, wg, a, o.try_into().expect("2 tokens")),
-            _ => x8k::gemm::<X, 1>(isa, wg, a, o.try_into().expect("1 token")),
-        }
+        by_tile_len!(o, T in [1 2 3 4] => x8k::gemm::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });
 }
+
+/// `$call` with `$T` a const equal to `$o.len()`, one of `$n`.
+macro_rules! by_tile_len {
+    ($o:ident, $T:ident in [$($n:literal)*] => $call:expr) => {
+        match $o.len() {
+            $($n => {
+                const $T: usize = $n;
+                $call
+            })*
+            n => unreachable!("tile of {n} tokens"),
+        }
+    };
+}
+use by_tile_len;
 
 /// The walk of the interleaved paths. Tasks own runs of 8-row groups; each
 /// walks its groups once per chunk of tokens (so the chunk's activations,
 /// `token_bytes` each, stay in L2 while each group's weights stream
-/// through L1), in tiles of up to [`TILE`] tokens. `kernel(g, tokens, o)`
-/// computes group `g`'s outputs for `tokens` into `o[..tokens.len()]`.
+/// through L1), in tiles of up to `tile` tokens. `kernel(g, tokens, o)`
+/// computes group `g`'s outputs for `tokens` into `o` (`tokens.len()` long).
 fn for_each_x8_tile(
     rows: usize,
     n_tokens: usize,
     token_bytes: usize,
+    tile: usize,
     out: &mut [f32],
     kernel: impl Fn(usize, Range<usize>, &mut [[f32; ROWS]]) + Sync,
 ) {
+    assert!((1..=MAX_TILE).contains(&tile));
     let groups = rows / ROWS;
     // A few tasks per thread, for balance on a busy machine.
     let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
-    let token_chunk = (ACT_CHUNK_BYTES / token_bytes).max(TILE) / TILE * TILE;
+    let token_chunk = (ACT_CHUNK_BYTES / token_bytes).max(tile) / tile * tile;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let out_ptr = &out_ptr;
         let my_groups = task * per_task..((task + 1) * per_task).min(groups);
-        let mut tile = [[0.0; ROWS]; TILE];
+        let mut buf = [[0.0; ROWS]; MAX_TILE];
         for t0 in (0..n_tokens).step_by(token_chunk) {
             let t1 = (t0 + token_chunk).min(n_tokens);
             for g in my_groups.clone() {
-                for t in (t0..t1).step_by(TILE) {
-                    let tokens = t..(t + TILE).min(t1);
-                    let o = &mut tile[..tokens.len()];
+                for t in (t0..t1).step_by(tile) {
+                    let tokens = t..(t + tile).min(t1);
+                    let o = &mut buf[..tokens.len()];
                     kernel(g, tokens, o);
                     for (i, v) in o.iter().enumerate() {
                         // SAFETY: token t+i < n_tokens and rows g*8..g*8+8

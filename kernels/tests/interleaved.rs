@@ -105,6 +105,7 @@ struct Case<X: Interleaved> {
     y: Vec<BlockQ8_0>,
     d: Vec<f32>,
     offset: Vec<f32>,
+    pairs: Vec<u32>,
 }
 
 impl<X: Interleaved> Case<X>
@@ -119,11 +120,13 @@ where
             (0..t * nb).map(|i| q8(rng, if i / nb == t - 1 { yfill } else { Fill::Random }, true)).collect();
         let d = y.iter().map(|b| b.d()).collect();
         let offset = y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as f32).sum::<f32>()).collect();
-        Case { rows, w, y, d, offset }
+        let mut pairs = vec![0; y.len() * x8::PAIR_WORDS];
+        x8::pairs(&y, t, &mut pairs);
+        Case { rows, w, y, d, offset, pairs }
     }
 
     fn act(&self) -> Act<'_> {
-        Act { q: &self.y, d: &self.d, offset: &self.offset }
+        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs }
     }
 
     /// Sum of |terms| of row j's dot with token t.
@@ -196,6 +199,10 @@ fn q8_0x8_kernels_match_the_reference() {
     check::<BlockQ8_0x8, 2>(&make, scalar::vec_dot_q8_0_q8_0);
     check::<BlockQ8_0x8, 3>(&make, scalar::vec_dot_q8_0_q8_0);
     check::<BlockQ8_0x8, 4>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 5>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 6>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 7>(&make, scalar::vec_dot_q8_0_q8_0);
+    check::<BlockQ8_0x8, 8>(&make, scalar::vec_dot_q8_0_q8_0);
 }
 
 /// The interleaved matmul (tiles, leftover tokens, token chunks, uneven
@@ -203,7 +210,7 @@ fn q8_0x8_kernels_match_the_reference() {
 #[test]
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
-    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])] {
+    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
         for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
             let mut packed = Aligned::zeroed(w.as_ref().len());

@@ -1,7 +1,7 @@
-//! The row-interleaved Q4_K layout and its kernels, checked as
+//! The row-interleaved Q4_K and Q6_K layouts and their kernels, checked as
 //! `interleaved.rs` checks Q4_0 and Q8_0: the repacking is a lossless
 //! permutation with the documented positions (quant chunks, and the
-//! regrouped 6-bit scales and mins), the scalar interleaved kernel equals
+//! regrouped scales and mins), the scalar interleaved kernel equals
 //! the one-row scalar dot bit for bit, every SIMD path equals it to f32
 //! rounding on random and adversarial super-blocks, and the interleaved
 //! matmul equals the row-major scalar matmul.
@@ -13,11 +13,11 @@ mod common;
 
 use common::{Aligned, Rng};
 use half::f16;
-use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, Interleaved, K4Scales, ROWS};
-use qllama_kernels::formats::{BlockQ4K, BlockQ8K};
+use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
+use qllama_kernels::formats::{BlockQ4K, BlockQ6K, BlockQ8K};
 use qllama_kernels::matmul::matmul_with;
 use qllama_kernels::simd::scalar::{self, SuperBlock};
-use qllama_kernels::simd::x8k::{self, pair_sums, ActK};
+use qllama_kernels::simd::x8k::{self, pair_sums, ActK, X8KDot};
 use qllama_kernels::simd::Isa;
 use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
 
@@ -46,6 +46,12 @@ fn scale(rng: &mut Rng) -> f16 {
 
 fn q4k(rng: &mut Rng, fill: Fill) -> BlockQ4K {
     BlockQ4K { d: scale(rng), dmin: scale(rng), scales: bytes(rng, fill), qs: bytes(rng, fill) }
+}
+
+/// `Ones` gives levels of 63 and scales of -1; the scale bytes also take
+/// -128 and 127 at random.
+fn q6k(rng: &mut Rng, fill: Fill) -> BlockQ6K {
+    BlockQ6K { ql: bytes(rng, fill), qh: bytes(rng, fill), scales: bytes::<16>(rng, fill).map(|b| b as i8), d: scale(rng) }
 }
 
 /// Activations as the quantizer writes them (-127..=127; `Ones` gives the
@@ -90,19 +96,37 @@ fn interleaving_is_the_documented_permutation() {
     // The documented places of the scales: sub-blocks side by side, mins
     // in pairs.
     assert_eq!(K4Scales::at(3, 5), (29, 64 + 16 + 10 + 1));
+
+    let rows: [BlockQ6K; ROWS] = std::array::from_fn(|_| q6k(&mut rng, Fill::Random));
+    let x = BlockQ6Kx8::from_rows(std::array::from_fn(|j| &rows[j]));
+    for (j, row) in rows.iter().enumerate() {
+        assert_eq!(x.d[j], row.d);
+        for s in 0..16 {
+            assert_eq!(x.scales[16 * (s / 2) + 2 * j + s % 2], row.scales[s], "row {j} sub-block {s}");
+        }
+        for i in 0..128 {
+            assert_eq!(x.ql[(i / 4 * ROWS + j) * 4 + i % 4], row.ql[i], "row {j} ql byte {i}");
+        }
+        for i in 0..64 {
+            assert_eq!(x.qh[(i / 4 * ROWS + j) * 4 + i % 4], row.qh[i], "row {j} qh byte {i}");
+        }
+    }
+    assert_eq!(x.to_rows(), rows);
 }
 
 #[test]
 fn whole_matrix_round_trip() {
     let mut rng = Rng::new(5);
-    for (rows, cols) in [(8, 256), (24, 768)] {
-        let src = Aligned::quantize(GgmlDType::Q4K, &rng.normals(rows * cols, 1.0));
-        let mut packed = Aligned::zeroed(src.as_ref().len());
-        let mut back = Aligned::zeroed(src.as_ref().len());
-        interleaved::interleave(GgmlDType::Q4K, rows, src.as_ref(), packed.as_mut());
-        assert_ne!(packed.as_ref(), src.as_ref(), "repacking changed nothing");
-        interleaved::deinterleave(GgmlDType::Q4K, rows, packed.as_ref(), back.as_mut());
-        assert_eq!(back.as_ref(), src.as_ref(), "{rows}x{cols}");
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        for (rows, cols) in [(8, 256), (24, 768)] {
+            let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
+            let mut packed = Aligned::zeroed(src.as_ref().len());
+            let mut back = Aligned::zeroed(src.as_ref().len());
+            interleaved::interleave(dtype, rows, src.as_ref(), packed.as_mut());
+            assert_ne!(packed.as_ref(), src.as_ref(), "repacking changed nothing");
+            interleaved::deinterleave(dtype, rows, packed.as_ref(), back.as_mut());
+            assert_eq!(back.as_ref(), src.as_ref(), "{dtype} {rows}x{cols}");
+        }
     }
     assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
     assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
@@ -110,26 +134,28 @@ fn whole_matrix_round_trip() {
 }
 
 /// Sum of |terms| of a row's dot with one token.
-fn magnitude(x: &[BlockQ4K], y: &[BlockQ8K]) -> f64 {
+fn magnitude<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f64 {
     x.iter()
         .zip(y)
         .map(|(a, b)| {
             let (q, (s, m)) = (a.ints(), a.scales_mins());
-            let ints: i64 = (0..256).map(|e| (s[e / 32] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
-            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j / 2] as i64).abs()).sum();
+            let ints: i64 = (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
+            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
             let dy = b.d as f64;
             (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
         })
         .sum()
 }
 
-fn check<const T: usize>() {
+fn check<X: X8KDot, const T: usize>(
+    make: fn(&mut Rng, Fill) -> X::Source,
+    one_row: fn(&[X::Source], &[BlockQ8K]) -> f32,
+) {
     let mut rng = Rng::new(7 + T as u64);
     for nb in [1, 2, 3, 16] {
         for (wf, yf) in [(Fill::Random, Fill::Random), (Fill::Ones, Fill::Ones), (Fill::Ones, Fill::Random), (Fill::Zero, Fill::Ones)] {
-            let rows: Vec<Vec<BlockQ4K>> = (0..ROWS).map(|_| (0..nb).map(|_| q4k(&mut rng, wf)).collect()).collect();
-            let w: Vec<BlockQ4Kx8> =
-                (0..nb).map(|b| BlockQ4Kx8::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
+            let rows: Vec<Vec<X::Source>> = (0..ROWS).map(|_| (0..nb).map(|_| make(&mut rng, wf)).collect()).collect();
+            let w: Vec<X> = (0..nb).map(|b| X::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
             // The last token follows `yf`, the others are random.
             let y: Vec<BlockQ8K> =
                 (0..T * nb).map(|i| q8k(&mut rng, if i / nb == T - 1 { yf } else { Fill::Random })).collect();
@@ -137,16 +163,16 @@ fn check<const T: usize>() {
             let act = ActK { q: &y, pairs: &pairs };
 
             let mut reference = [[0.0; ROWS]; T];
-            x8k::reference::<BlockQ4Kx8, T>(&w, act, &mut reference);
+            x8k::reference::<X, T>(&w, act, &mut reference);
             for t in 0..T {
                 for j in 0..ROWS {
-                    let want = scalar::vec_dot_q4_k_q8_k(&rows[j], &y[t * nb..(t + 1) * nb]);
+                    let want = one_row(&rows[j], &y[t * nb..(t + 1) * nb]);
                     assert_eq!(reference[t][j].to_bits(), want.to_bits(), "nb={nb} row {j} token {t}");
                 }
             }
             for isa in Isa::available() {
                 let mut got = [[0.0; ROWS]; T];
-                x8k::gemm::<BlockQ4Kx8, T>(isa, &w, act, &mut got);
+                x8k::gemm::<X, T>(isa, &w, act, &mut got);
                 for t in 0..T {
                     for j in 0..ROWS {
                         let err = (got[t][j] as f64 - reference[t][j] as f64).abs();
@@ -167,10 +193,20 @@ fn check<const T: usize>() {
 
 #[test]
 fn q4_kx8_kernels_match_the_reference() {
-    check::<1>();
-    check::<2>();
-    check::<3>();
-    check::<4>();
+    let dot = scalar::vec_dot_q4_k_q8_k;
+    check::<BlockQ4Kx8, 1>(q4k, dot);
+    check::<BlockQ4Kx8, 2>(q4k, dot);
+    check::<BlockQ4Kx8, 3>(q4k, dot);
+    check::<BlockQ4Kx8, 4>(q4k, dot);
+}
+
+#[test]
+fn q6_kx8_kernels_match_the_reference() {
+    let dot = scalar::vec_dot_q6_k_q8_k;
+    check::<BlockQ6Kx8, 1>(q6k, dot);
+    check::<BlockQ6Kx8, 2>(q6k, dot);
+    check::<BlockQ6Kx8, 3>(q6k, dot);
+    check::<BlockQ6Kx8, 4>(q6k, dot);
 }
 
 /// The pair sums are the 32-weight sub-block sums, two to a word.
@@ -186,13 +222,13 @@ fn pair_sums_are_sub_block_sums() {
     }
 }
 
-/// The interleaved Q4_K matmul (tiles, leftover tokens, token chunks) against
-/// the row-major scalar matmul.
+/// The interleaved K-quant matmul (tiles, leftover tokens, token chunks)
+/// against the row-major scalar matmul.
 #[test]
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
-    let dtype = GgmlDType::Q4K;
-    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])] {
+    let shapes = [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])];
+    for (dtype, (rows, cols, counts)) in [GgmlDType::Q4K, GgmlDType::Q6K].into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
         let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
         let mut packed = Aligned::zeroed(w.as_ref().len());
         interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
@@ -207,7 +243,7 @@ fn interleaved_matmul_matches_row_major() {
                 matmul_with(isa, &inter, &x, n, &mut got, &mut MatmulScratch::default());
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     let bound = 1e-6 * cols as f32;
-                    assert!((g - w).abs() <= bound, "{} n={n} out[{i}]: {g} vs {w}", isa.name());
+                    assert!((g - w).abs() <= bound, "{dtype} {} n={n} out[{i}]: {g} vs {w}", isa.name());
                 }
             }
         }

@@ -1,5 +1,5 @@
 //! Row-interleaved weight layouts, made at load time from a file's Q4_0,
-//! Q8_0 and Q4_K tensors and never written to a file (GGUF files stay
+//! Q8_0, Q4_K and Q6_K tensors and never written to a file (GGUF files stay
 //! ggml's).
 //!
 //! Eight rows are stored block by block: one interleaved block holds block
@@ -14,9 +14,9 @@
 //! `4c..4c+4` in its low nibbles and `16+4c..16+4c+4` in its high nibbles,
 //! exactly as in the source block; a Q4_K chunk `c` holds weights
 //! `64 (c / 8) + 4 (c % 8) ..` in its low nibbles and the same plus 32 in its
-//! high nibbles.
+//! high nibbles. Q6_K chunks its `ql` and `qh` bytes the same way.
 
-use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ8_0};
+use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8_0};
 use crate::dtype::GgmlDType;
 use half::f16;
 
@@ -57,12 +57,35 @@ pub struct BlockQ4Kx8 {
     pub qs: [u8; 128 * ROWS],
 }
 
+/// Super-block `b` of eight Q6_K rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ6Kx8 {
+    pub d: [f16; ROWS],
+    /// `scales[16 p + 2 j + k]` = row `j`'s scale of sub-block `2 p + k`:
+    /// a pair of sub-blocks' scales as the 16-bit pairs that one
+    /// multiply-add by the pair's activation sums wants.
+    pub scales: [i8; 16 * ROWS],
+    /// `ql[(c * 8 + j) * 4 + k]` = row `j`'s `ql[c * 4 + k]`, c in 0..32.
+    pub ql: [u8; 128 * ROWS],
+    /// `qh[(c * 8 + j) * 4 + k]` = row `j`'s `qh[c * 4 + k]`, c in 0..16.
+    pub qh: [u8; 64 * ROWS],
+}
+
+impl BlockQ6Kx8 {
+    /// Index in `scales` of row `j`'s scale of sub-block `s`.
+    pub fn scale_at(s: usize, j: usize) -> usize {
+        16 * (s / 2) + 2 * j + s % 2
+    }
+}
+
 const _: () = {
     // Same bytes as the eight source blocks, so a repacked tensor takes
     // exactly the file's size.
     assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
     assert!(std::mem::size_of::<BlockQ8_0x8>() == 8 * 34);
     assert!(std::mem::size_of::<BlockQ4Kx8>() == 8 * 144);
+    assert!(std::mem::size_of::<BlockQ6Kx8>() == 8 * 210);
 };
 
 /// The 128 six-bit values of a [`BlockQ4Kx8`]'s `scales`, in the order the
@@ -195,9 +218,39 @@ impl Interleaved for BlockQ4Kx8 {
     }
 }
 
+impl Interleaved for BlockQ6Kx8 {
+    type Source = BlockQ6K;
+
+    fn from_rows(rows: [&BlockQ6K; ROWS]) -> Self {
+        let mut out = Self { d: rows.map(|r| r.d), scales: [0; 128], ql: [0; 1024], qh: [0; 512] };
+        for (j, r) in rows.iter().enumerate() {
+            for (s, &sc) in r.scales.iter().enumerate() {
+                out.scales[Self::scale_at(s, j)] = sc;
+            }
+        }
+        interleave_chunks(rows.map(|r| &r.ql[..]), &mut out.ql);
+        interleave_chunks(rows.map(|r| &r.qh[..]), &mut out.qh);
+        out
+    }
+
+    fn to_rows(&self) -> [BlockQ6K; ROWS] {
+        std::array::from_fn(|j| {
+            let mut b = BlockQ6K {
+                d: self.d[j],
+                scales: std::array::from_fn(|s| self.scales[Self::scale_at(s, j)]),
+                ql: [0; 128],
+                qh: [0; 64],
+            };
+            row_chunks(&self.ql, j, &mut b.ql);
+            row_chunks(&self.qh, j, &mut b.qh);
+            b
+        })
+    }
+}
+
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K) && rows % ROWS == 0
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K) && rows % ROWS == 0
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -210,6 +263,7 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4_0 => interleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => interleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
+        GgmlDType::Q6K => interleave_as::<BlockQ6Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -220,6 +274,7 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4_0 => deinterleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => deinterleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
+        GgmlDType::Q6K => deinterleave_as::<BlockQ6Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }

@@ -19,18 +19,47 @@ use crate::formats::BlockQ8_0;
 /// `T` activation rows quantized to Q8_0, `nb` blocks each, one after the
 /// other, with each block's scale as f32 and, for Q4_0 weights, its offset
 /// term `-8 * d * sum(q)` (the Q4_0 kernels multiply raw nibbles 0..16 and
-/// add this per block instead of subtracting 8 from every weight).
+/// add this per block instead of subtracting 8 from every weight), and, for
+/// Q8_0 weights, the values widened to 16-bit pairs by [`pairs`].
 #[derive(Clone, Copy)]
 pub struct Act<'a> {
     pub q: &'a [BlockQ8_0],
     pub d: &'a [f32],
     pub offset: &'a [f32],
+    pub pairs: &'a [u32],
+}
+
+/// 32-bit words per activation block in [`pairs`]' layout.
+pub const PAIR_WORDS: usize = 16;
+
+/// The `tokens` activation rows of `q` (token after token, as in [`Act`])
+/// as 16-bit pairs, block-major so a tile's blocks `b` sit together:
+/// `out[(b * tokens + t) * 16 + k]` holds values `(4k, 4k + 2)` of token
+/// `t`'s block `b` for `k < 8`, and `(4(k - 8) + 1, 4(k - 8) + 3)` for
+/// `k >= 8`, low half first. These are the even and odd bytes of chunk `k`,
+/// matching the even and odd weight bytes the Q8_0 kernel widens.
+pub fn pairs(q: &[BlockQ8_0], tokens: usize, out: &mut [u32]) {
+    let nb = q.len() / tokens;
+    assert!(q.len() == nb * tokens && out.len() == q.len() * PAIR_WORDS, "pair buffer does not match");
+    let pair = |a: i8, b: i8| (a as i16 as u16 as u32) | (b as i16 as u16 as u32) << 16;
+    for (i, yb) in q.iter().enumerate() {
+        let (t, b) = (i / nb, i % nb);
+        let o = &mut out[(b * tokens + t) * PAIR_WORDS..][..PAIR_WORDS];
+        for (k, c) in yb.qs.chunks_exact(4).enumerate() {
+            o[k] = pair(c[0], c[2]);
+            o[8 + k] = pair(c[1], c[3]);
+        }
+    }
 }
 
 /// An interleaved weight type with kernels.
 pub trait X8Dot: Interleaved {
     /// Whether the kernels read [`Act::offset`].
     const NEEDS_OFFSET: bool;
+    /// Whether the kernels read [`Act::pairs`] (laid out for the tile's `T`).
+    const NEEDS_PAIRS: bool;
+    /// Tokens per tile the kernels are fastest at (they take 1..=8).
+    const TILE: usize;
     #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
@@ -48,6 +77,7 @@ where
     let n = w.len() * T;
     assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
     assert!(!X::NEEDS_OFFSET || act.offset.len() == n, "activation offsets missing");
+    assert!(!X::NEEDS_PAIRS || act.pairs.len() == n * PAIR_WORDS, "activation pairs missing");
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
@@ -155,6 +185,8 @@ mod avx2 {
 
     impl X8Dot for BlockQ4_0x8 {
         const NEEDS_OFFSET: bool = true;
+        const NEEDS_PAIRS: bool = false;
+        const TILE: usize = 4;
 
         /// Nibbles 0..16 times activations in 16-bit pair sums (eight of
         /// them stay below 8 * 2 * 15 * 128 < 2^15), one 32-bit widening per
@@ -197,35 +229,48 @@ mod avx2 {
 
     impl X8Dot for BlockQ8_0x8 {
         const NEEDS_OFFSET: bool = false;
+        const NEEDS_PAIRS: bool = true;
+        const TILE: usize = 8;
 
-        /// |w| times the activations with w's sign (ggml's trick; the
-        /// activations hold -127..=127). A pair sum can reach 2 * 128 * 127,
-        /// so each is widened to 32 bits at once.
+        /// 16-bit multiplies: each weight chunk is split into its even and
+        /// odd bytes, sign-extended in place (`w << 8 >> 8`, `w >> 8`), and
+        /// `madd` against the matching activation pairs gives each row's
+        /// chunk sum in its 32-bit lane. Two `madd` per chunk and token,
+        /// against three ops for `maddubs` with the sign trick, and exact
+        /// for any weights (|sum| <= 32 * 128 * 127). The weights are
+        /// widened once per block and tile; [`pairs`] widened the
+        /// activations once per matmul, next to each other per block, so
+        /// every broadcast is one load at a fixed offset.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
             let nb = w.len();
-            let ones = _mm256_set1_epi16(1);
             let mut acc = [_mm256_setzero_ps(); T];
             let rows = Rows::<T>::new(act, nb);
             for (b, wb) in w.iter().enumerate() {
                 let dw = scales(&wb.d);
-                // SAFETY: eight 32-byte loads inside the 256 bytes of `qs`.
-                let load = |c: usize| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) };
-                // |w| stays in registers across the tile; w itself (for its
-                // signs) is reloaded from L1 per token, which is cheaper than
-                // the spills that keeping both would cause.
-                let aq: [__m256i; 8] = std::array::from_fn(|c| _mm256_abs_epi8(load(c)));
-                for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `act.pairs` holds `nb * T` blocks of words (checked
+                // by `gemm`); this is block b's.
+                let y = unsafe { act.pairs.as_ptr().add(b * T * PAIR_WORDS) };
+                let mut sum = [_mm256_setzero_si256(); T];
+                for c in 0..8 {
+                    // SAFETY: chunk c's 32 bytes inside the 256 of `qs`.
+                    let q = unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * c).cast()) };
+                    let even = _mm256_srai_epi16::<8>(_mm256_slli_epi16::<8>(q));
+                    let odd = _mm256_srai_epi16::<8>(q);
+                    for (t, sum) in sum.iter_mut().enumerate() {
+                        // SAFETY: t < T and c < 8, inside block b's words.
+                        let (ye, yo) = unsafe { (*y.add(t * PAIR_WORDS + c), *y.add(t * PAIR_WORDS + 8 + c)) };
+                        let p = _mm256_add_epi32(
+                            _mm256_madd_epi16(even, _mm256_set1_epi32(ye as i32)),
+                            _mm256_madd_epi16(odd, _mm256_set1_epi32(yo as i32)),
+                        );
+                        *sum = _mm256_add_epi32(*sum, p);
+                    }
+                }
+                for (t, (acc, sum)) in acc.iter_mut().zip(sum).enumerate() {
                     // SAFETY: b < nb and t < T (see `Rows`).
-                    let (y, d) = unsafe { (rows.block(t, b), rows.d(t, b)) };
-                    let p: [__m256i; 8] = std::array::from_fn(|c| {
-                        let prod = _mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(chunk(y, c), load(c)));
-                        _mm256_madd_epi16(prod, ones)
-                    });
-                    let s01 = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
-                    let s23 = _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7]));
-                    let s = _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23));
-                    *acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(s, _mm256_set1_ps(d)), *acc);
+                    let d = unsafe { rows.d(t, b) };
+                    *acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d)), _mm256_cvtepi32_ps(sum), *acc);
                 }
             }
             store(acc, out);
@@ -236,8 +281,12 @@ mod avx2 {
 #[cfg(not(target_arch = "x86_64"))]
 impl X8Dot for BlockQ4_0x8 {
     const NEEDS_OFFSET: bool = true;
+    const NEEDS_PAIRS: bool = false;
+    const TILE: usize = 4;
 }
 #[cfg(not(target_arch = "x86_64"))]
 impl X8Dot for BlockQ8_0x8 {
     const NEEDS_OFFSET: bool = false;
+    const NEEDS_PAIRS: bool = false;
+    const TILE: usize = 4;
 }

@@ -1,10 +1,10 @@
 //! Kernels for the row-interleaved K-quant layouts (`formats::interleaved`,
-//! [`BlockQ4Kx8`]): eight weight rows times `T` Q8_K activation rows in one
+//! [`BlockQ4Kx8`], [`BlockQ6Kx8`]): eight weight rows times `T` Q8_K activation rows in one
 //! pass over the super-blocks, giving an 8 x `T` tile of outputs, as
 //! `x8.rs` does for Q4_0 and Q8_0.
 //!
 //! The scalar reference keeps ggml's running sums per (row, token)
-//! ([`KDotAcc`]), so it equals the one-row `scalar::vec_dot_q4_k_q8_k` bit
+//! ([`KDotAcc`]), so it equals the one-row `scalar::vec_dot_q*_k_q8_k` bit
 //! for bit. The AVX2 kernel agrees with it to f32 rounding and is tested
 //! against it in `kernels/tests/interleaved.rs`.
 
@@ -12,7 +12,7 @@
 use super::cpu_has;
 use super::scalar::{KDotAcc, SuperBlock};
 use super::Isa;
-use crate::formats::interleaved::{BlockQ4Kx8, Interleaved, ROWS};
+use crate::formats::interleaved::{BlockQ4Kx8, BlockQ6Kx8, Interleaved, ROWS};
 use crate::formats::BlockQ8K;
 
 /// `T` activation rows quantized to Q8_K, `nb` super-blocks each, one after
@@ -172,9 +172,8 @@ mod avx2 {
                         let q = _mm256_and_si256(q, nib);
                         let at = 64 * g + 32 * (s % 2) + 4 * c;
                         for (p, y) in p.iter_mut().zip(&y) {
-                            // SAFETY: at + 4 <= 256, inside `qs`; unaligned read.
-                            let a = unsafe { y.qs.as_ptr().add(at).cast::<i32>().read_unaligned() };
-                            *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(q, _mm256_set1_epi32(a)));
+                            // SAFETY: at + 4 <= 192 + 32 + 28 + 4 = 256.
+                            *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(q, unsafe { chunk(y, at) }));
                         }
                     }
                     let sc = sub_block_scales(&v, s);
@@ -194,13 +193,147 @@ mod avx2 {
                     *acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(m), *acc);
                 }
             }
-            for (o, a) in out.iter_mut().zip(acc) {
-                // SAFETY: writes exactly the eight floats of `o`; unaligned.
-                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+            store(acc, out);
+        }
+    }
+
+    impl X8KDot for BlockQ6Kx8 {
+        /// Levels 0..64 (the `-32` comes back through the activation sums)
+        /// times activations in 16-bit pair sums over two chunks
+        /// (2 * 2 * 63 * 128 < 2^15), then a multiply-add by the rows'
+        /// scales into 32 bits.
+        ///
+        /// Weights `128 h + 32 v + 4 k ..` (v in 0..4, k in 0..8) of a row
+        /// have their low four bits in `ql` chunk `16 h + 8 (v % 2) + k`
+        /// (high nibbles for v >= 2) and their top two bits in bit pair `v`
+        /// of `qh` chunk `8 h + k`; they fall in sub-block `8 h + 2 v + k / 4`.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
+            let nb = w.len();
+            let ys: [*const BlockQ8K; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
+            let mut acc = [_mm256_setzero_ps(); T];
+            for (b, wb) in w.iter().enumerate() {
+                // SAFETY: b < nb and t < T, inside the T * nb blocks that
+                // `gemm` checked.
+                let y: [&BlockQ8K; T] = std::array::from_fn(|t| unsafe { &*ys[t].add(b) });
+                let mut isum = [_mm256_setzero_si256(); T];
+                for h in 0..2 {
+                    q6_part::<T, 0>(wb, &y, h, &mut isum);
+                    q6_part::<T, 1>(wb, &y, h, &mut isum);
+                    q6_part::<T, 2>(wb, &y, h, &mut isum);
+                    q6_part::<T, 3>(wb, &y, h, &mut isum);
+                }
+                let d = halves(&wb.d);
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    // The -32 of every level: 32 * sum over sub-blocks of
+                    // scale * (sum of the sub-block's activations), the
+                    // sixteen sums being Q8_K's `bsums`, two per multiply-add.
+                    let off: [__m256i; 8] = std::array::from_fn(|p| {
+                        // SAFETY: 16 bytes at 16p < 128 - 15 of `scales`, and
+                        // 4 bytes at 2p < 16 - 1 of `bsums`; unaligned.
+                        let (sc, bs) = unsafe {
+                            (
+                                _mm_loadu_si128(wb.scales.as_ptr().add(16 * p).cast()),
+                                y[t].bsums.as_ptr().add(2 * p).cast::<i32>().read_unaligned(),
+                            )
+                        };
+                        _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc), _mm256_set1_epi32(bs))
+                    });
+                    let off = off.into_iter().fold(_mm256_setzero_si256(), |a, o| _mm256_add_epi32(a, o));
+                    let sum = _mm256_sub_epi32(isum[t], _mm256_slli_epi32::<5>(off));
+                    let dy = _mm256_set1_ps(y[t].d);
+                    *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(sum), *acc);
+                }
             }
+            store(acc, out);
+        }
+    }
+
+    /// Weights `128 h + 32 V + 4 k ..` (k in 0..8) of the eight rows times
+    /// `T` tokens, added to `isum`: 16-bit sums over two chunks, then one
+    /// multiply-add by the sub-block's scales.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn q6_part<const T: usize, const V: usize>(wb: &BlockQ6Kx8, y: &[&BlockQ8K; T], h: usize, isum: &mut [__m256i; T]) {
+        let (nib, top) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+        for half in 0..2 {
+            let sc = q6_scales(&wb.scales, 8 * h + 2 * V + half);
+            for pair in 0..2 {
+                let mut p = [_mm256_setzero_si256(); T];
+                for k in 4 * half + 2 * pair..4 * half + 2 * pair + 2 {
+                    // SAFETY: h < 2 and k < 8, so the chunks are below 32
+                    // (ql) and 16 (qh): 32-byte loads inside the 1024 and
+                    // 512 bytes; unaligned.
+                    let (low, high) = unsafe {
+                        (
+                            _mm256_loadu_si256(wb.ql.as_ptr().add(32 * (16 * h + 8 * (V % 2) + k)).cast()),
+                            _mm256_loadu_si256(wb.qh.as_ptr().add(32 * (8 * h + k)).cast()),
+                        )
+                    };
+                    let low = _mm256_and_si256(if V >= 2 { _mm256_srli_epi16::<4>(low) } else { low }, nib);
+                    // Bit pair V of each `qh` byte moved to bits 4..6.
+                    let high = match V {
+                        0 => _mm256_slli_epi16::<4>(high),
+                        1 => _mm256_slli_epi16::<2>(high),
+                        2 => high,
+                        _ => _mm256_srli_epi16::<2>(high),
+                    };
+                    let q = _mm256_or_si256(low, _mm256_and_si256(high, top));
+                    let at = 128 * h + 32 * V + 4 * k;
+                    for (p, y) in p.iter_mut().zip(y) {
+                        // SAFETY: at + 4 <= 128 + 96 + 28 + 4 = 256.
+                        *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(q, unsafe { chunk(y, at) }));
+                    }
+                }
+                for (isum, p) in isum.iter_mut().zip(p) {
+                    *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
+                }
+            }
+        }
+    }
+
+    /// Sub-block `s`'s eight scales (signed) as 16-bit pairs
+    /// `(sc[j], sc[j])`, from `BlockQ6Kx8::scales`' pair order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn q6_scales(scales: &[i8; 128], s: usize) -> __m256i {
+        // SAFETY: 16 bytes at 16 (s / 2) <= 112, inside `scales`; unaligned.
+        let x = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(scales.as_ptr().add(16 * (s / 2)).cast()) });
+        // Row j's byte 2j + s % 2 into the high byte of both of its 16-bit
+        // lanes, then an arithmetic shift down extends its sign.
+        const Z: i8 = -1;
+        #[rustfmt::skip]
+        const PICK: [[i8; 32]; 2] = [
+            [Z, 0, Z, 0, Z, 2, Z, 2, Z, 4, Z, 4, Z, 6, Z, 6, Z, 8, Z, 8, Z, 10, Z, 10, Z, 12, Z, 12, Z, 14, Z, 14],
+            [Z, 1, Z, 1, Z, 3, Z, 3, Z, 5, Z, 5, Z, 7, Z, 7, Z, 9, Z, 9, Z, 11, Z, 11, Z, 13, Z, 13, Z, 15, Z, 15],
+        ];
+        // SAFETY: a 32-byte unaligned load of one of the two patterns.
+        let pick = unsafe { _mm256_loadu_si256(PICK[s % 2].as_ptr().cast()) };
+        _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(x, pick))
+    }
+
+    /// Activations `at..at + 4` of `y` in every 32-bit lane.
+    ///
+    /// # Safety
+    /// `at + 4 <= 256`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn chunk(y: &BlockQ8K, at: usize) -> __m256i {
+        // SAFETY: inside `qs` by the caller's contract; unaligned read.
+        _mm256_set1_epi32(unsafe { y.qs.as_ptr().add(at).cast::<i32>().read_unaligned() })
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx")]
+    fn store<const T: usize>(acc: [__m256; T], out: &mut [[f32; ROWS]; T]) {
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: writes exactly the eight floats of `o`; unaligned.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
         }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 impl X8KDot for BlockQ4Kx8 {}
+#[cfg(not(target_arch = "x86_64"))]
+impl X8KDot for BlockQ6Kx8 {}
