@@ -727,3 +727,43 @@ fn f16_dot() {
 fn bf16_dot() {
     check_float::<bf16>("bf16", bf16::from_f32, bf16::to_f32, 1e-37, simd::vec_dot_bf16, scalar::vec_dot_bf16);
 }
+
+/// Activation quantization (`simd::quantize_q8`, ggml's Q8_0 rounding)
+/// equals the scalar reference bit for bit on every set: random blocks at
+/// several scales, exact halves (where `roundf` rounds away from zero and a
+/// round-to-even would not), signed zeros, an all-zero block and subnormal
+/// values (an infinite inverse scale).
+#[test]
+fn q8_activation_quantization_matches_scalar() {
+    let mut rng = Rng(17);
+    let mut blocks: Vec<[f32; 32]> = Vec::new();
+    for e in [-20, -3, 0, 5, 30] {
+        for _ in 0..20 {
+            blocks.push(std::array::from_fn(|_| rng.sign() * rng.unit() * 2f32.powi(e)));
+        }
+    }
+    // amax 127 makes d = 1, so x / d hits halves exactly: +-0.5, +-1.5, ...
+    for start in [0, 31, 62, 95] {
+        blocks.push(std::array::from_fn(|i| {
+            if i == 0 {
+                127.0
+            } else {
+                (if i % 2 == 0 { -1.0 } else { 1.0 }) * ((start + i) as f32 + 0.5).min(126.5)
+            }
+        }));
+    }
+    blocks.push([0.0; 32]);
+    blocks.push(std::array::from_fn(|i| if i % 2 == 0 { -0.0 } else { 1e-3 }));
+    // Subnormal inputs: d is subnormal too and 1/d overflows to infinity.
+    blocks.push(std::array::from_fn(|i| (i as f32 - 15.5) * 1e-39));
+    for x in &blocks {
+        let want = simd::quantize_q8(Isa::Scalar, x);
+        for isa in Isa::available() {
+            let got = simd::quantize_q8(isa, x);
+            assert_eq!((got.0.to_bits(), got.1), (want.0.to_bits(), want.1), "{} on {x:?}", isa.name());
+        }
+    }
+    // The halves did round away from zero.
+    let (_, q) = simd::quantize_q8(Isa::Scalar, &blocks[100]);
+    assert_eq!(&q[..4], &[127, 2, -3, 4]);
+}

@@ -84,7 +84,8 @@ fn quantize_offset<const BITS: u32>(x: &[f32]) -> (f32, f32, [u8; QK]) {
 }
 
 /// Q8_0 / Q8_1: `d = amax / 127`, `q = roundf(x / d)` (half away from zero).
-fn quantize_q8(x: &[f32]) -> (f32, [i8; QK]) {
+/// The scalar reference of `simd::quantize_q8`.
+pub(crate) fn quantize_q8(x: &[f32]) -> (f32, [i8; QK]) {
     let amax = x.iter().fold(0.0f32, |a, &v| if a > v.abs() { a } else { v.abs() });
     let d = amax / 127.0;
     let id = inverse(d);
@@ -218,7 +219,9 @@ impl BlockMin for BlockQ5_1 {
 
 impl Legacy for BlockQ8_0 {
     fn quantize(x: &[f32]) -> Self {
-        let (d, qs) = quantize_q8(x);
+        // Activations are quantized on every matmul: the vector version
+        // (bit-identical) where there is one.
+        let (d, qs) = simd::quantize_q8(simd::isa(), x);
         Self { d: f16::from_f32(d), qs }
     }
 }
@@ -235,7 +238,7 @@ impl BlockInts for BlockQ8_0 {
 impl Legacy for BlockQ8_1 {
     /// Q8_0's `d` and `qs`, plus `s = sum(qs) * d` from the f32 `d`.
     fn quantize(x: &[f32]) -> Self {
-        let (d, qs) = quantize_q8(x);
+        let (d, qs) = simd::quantize_q8(simd::isa(), x);
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
         Self { d: f16::from_f32(d), s: f16::from_f32(sum as f32 * d), qs }
     }

@@ -13,6 +13,7 @@ mod legacy;
 
 pub use blocks::*;
 pub use k_quants::*;
+pub(crate) use legacy::quantize_q8;
 
 use crate::dtype::GgmlDType;
 use crate::simd::Isa;

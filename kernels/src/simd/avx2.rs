@@ -13,6 +13,48 @@ use core::arch::x86_64::*;
 use half::{bf16, f16};
 
 // ---------------------------------------------------------------------------
+// Activation quantization.
+
+/// `formats::quantize_q8` in vector code: the same f32 operations (a max is
+/// exact in any order, for inputs without NaN), and C's `roundf` (half away from zero) made exact
+/// from a truncation: `t + sign(p)` when the dropped fraction `p - t`
+/// (exact for |p| < 2^23) is at least one half.
+#[target_feature(enable = "avx2")]
+pub fn quantize_q8(x: &[f32; 32]) -> (f32, [i8; 32]) {
+    // SAFETY: four 8-float unaligned loads inside the 32 of `x`.
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x.as_ptr().add(8 * i)) });
+    let sign = _mm256_set1_ps(-0.0);
+    let m = v.map(|v| _mm256_andnot_ps(sign, v));
+    let m = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    let q = v.map(|v| {
+        let p = _mm256_mul_ps(v, id);
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(p);
+        let up = _mm256_cmp_ps::<_CMP_GE_OQ>(_mm256_andnot_ps(sign, _mm256_sub_ps(p, t)), half);
+        let step = _mm256_and_ps(up, _mm256_or_ps(_mm256_and_ps(p, sign), one));
+        let r = _mm256_add_ps(t, step);
+        // ggml's C cast gives 0 for what does not fit (an infinite `id`
+        // from a subnormal `d`, NaN), where the vector cast would give
+        // i32::MIN.
+        let fits = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_andnot_ps(sign, r), _mm256_set1_ps(2_147_483_648.0));
+        _mm256_cvttps_epi32(_mm256_and_ps(r, fits))
+    });
+    // Packing works within 128-bit lanes; one permute puts the values back
+    // in order.
+    let w = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let w = _mm256_permutevar8x32_epi32(w, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let mut out = [0i8; 32];
+    // SAFETY: a 32-byte unaligned store into the 32 bytes of `out`.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), w) };
+    (d, out)
+}
+
+// ---------------------------------------------------------------------------
 // Loads and unpacking, shared with avx512.rs.
 
 #[inline]

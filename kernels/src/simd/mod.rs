@@ -101,6 +101,22 @@ fn unsupported(isa: Isa) -> ! {
     panic!("instruction set {} is not supported by this CPU (pick one from Isa::available())", isa.name())
 }
 
+/// One block of 32 values quantized to 8 bits as ggml's Q8_0 does
+/// (`d = amax / 127`, `q = roundf(x / d)`), in vector code where there is
+/// some: bit-identical to the scalar reference, which the other sets use.
+#[inline]
+pub fn quantize_q8(isa: Isa, x: &[f32]) -> (f32, [i8; 32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
+            let x: &[f32; 32] = x.try_into().expect("one block of 32 values");
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2::quantize_q8(x) }
+        }
+        _ => crate::formats::quantize_q8(x),
+    }
+}
+
 // Per-type dispatch: each format's `vec_dot` calls one of these, which routes
 // to the instruction set's kernel. Every type has a kernel on every set, so
 // there is no fallback; an unsupported `isa` panics rather than risk an
