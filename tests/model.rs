@@ -147,8 +147,8 @@ fn check_greedy_against_llama_cpp(file: &str) -> usize {
     ties
 }
 
-/// On x86-64 these files run the interleaved kernels (Q4_0, Q4_K) that the
-/// model repacks to at load, elsewhere the row kernels.
+/// On x86-64 these files run the interleaved kernels (Q4_0, Q4_K, Q5_K,
+/// Q6_K) that the model repacks to at load, elsewhere the row kernels.
 #[test]
 fn greedy_matches_llama_cpp_quantized_up_to_near_ties() {
     let mut ties = 0;

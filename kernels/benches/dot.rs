@@ -90,7 +90,7 @@ const SHAPES: [(usize, usize); 3] = [(4096, 4096), (11008, 4096), (4096, 11008)]
 fn products(c: &mut Criterion, group: &str, n: usize) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10);
-    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
         for (rows, cols) in SHAPES {
             let mut wb = Vec::new();
             let data = quantized(dtype, rows, cols, 3, &mut wb);

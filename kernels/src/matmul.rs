@@ -7,7 +7,7 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
-use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ6Kx8, BlockQ8_0x8, ROWS};
+use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8_0x8, ROWS};
 use crate::formats::{cast_blocks, BlockQ8K, BlockQ8_0};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
@@ -139,6 +139,7 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     if w.layout == Layout::Interleaved {
         match w.dtype {
             GgmlDType::Q4K => return matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q5K => return matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
             GgmlDType::Q6K => return matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
             _ => {}
         }

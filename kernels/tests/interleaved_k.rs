@@ -1,4 +1,4 @@
-//! The row-interleaved Q4_K and Q6_K layouts and their kernels, checked as
+//! The row-interleaved Q4_K, Q5_K and Q6_K layouts and their kernels, checked as
 //! `interleaved.rs` checks Q4_0 and Q8_0: the repacking is a lossless
 //! permutation with the documented positions (quant chunks, and the
 //! regrouped scales and mins), the scalar interleaved kernel equals
@@ -13,8 +13,8 @@ mod common;
 
 use common::{Aligned, Rng};
 use half::f16;
-use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
-use qllama_kernels::formats::{BlockQ4K, BlockQ6K, BlockQ8K};
+use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
+use qllama_kernels::formats::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use qllama_kernels::matmul::matmul_with;
 use qllama_kernels::simd::scalar::{self, SuperBlock};
 use qllama_kernels::simd::x8k::{self, pair_sums, ActK, X8KDot};
@@ -46,6 +46,11 @@ fn scale(rng: &mut Rng) -> f16 {
 
 fn q4k(rng: &mut Rng, fill: Fill) -> BlockQ4K {
     BlockQ4K { d: scale(rng), dmin: scale(rng), scales: bytes(rng, fill), qs: bytes(rng, fill) }
+}
+
+/// `Ones` gives levels of 31, the most the 16-bit sums must hold.
+fn q5k(rng: &mut Rng, fill: Fill) -> BlockQ5K {
+    BlockQ5K { d: scale(rng), dmin: scale(rng), scales: bytes(rng, fill), qh: bytes(rng, fill), qs: bytes(rng, fill) }
 }
 
 /// `Ones` gives levels of 63 and scales of -1; the scale bytes also take
@@ -97,6 +102,33 @@ fn interleaving_is_the_documented_permutation() {
     // in pairs.
     assert_eq!(K4Scales::at(3, 5), (29, 64 + 16 + 10 + 1));
 
+    // Q5_K: Q4_K's places, and the fifth bits chunked the same way, so that
+    // weight `32 s + 4 c + k` finds its bit in bit `s` of chunk `c`.
+    let rows: [BlockQ5K; ROWS] = std::array::from_fn(|_| q5k(&mut rng, Fill::Random));
+    let x = BlockQ5Kx8::from_rows(std::array::from_fn(|j| &rows[j]));
+    let v = K4Scales::unpack(&x.scales);
+    for (j, row) in rows.iter().enumerate() {
+        assert_eq!((x.d[j], x.dmin[j]), (row.d, row.dmin));
+        let (sc, m) = row.scales_mins();
+        for s in 0..8 {
+            let (at_sc, at_m) = K4Scales::at(s, j);
+            assert_eq!((v[at_sc] as i32, v[at_m] as i32), (sc[s], m[s]), "row {j} sub-block {s}");
+        }
+        for i in 0..128 {
+            assert_eq!(x.qs[(i / 4 * ROWS + j) * 4 + i % 4], row.qs[i], "row {j} qs byte {i}");
+        }
+        for i in 0..32 {
+            assert_eq!(x.qh[(i / 4 * ROWS + j) * 4 + i % 4], row.qh[i], "row {j} qh byte {i}");
+        }
+        for (e, &want) in row.ints().iter().enumerate() {
+            let (s, c, k) = (e / 32, e % 32 / 4, e % 4);
+            let nibble = x.qs[((8 * (s / 2) + c) * ROWS + j) * 4 + k] >> (4 * (s % 2)) & 0xF;
+            let bit = x.qh[(c * ROWS + j) * 4 + k] >> s & 1;
+            assert_eq!((nibble | bit << 4) as i8, want, "row {j} weight {e}");
+        }
+    }
+    assert_eq!(x.to_rows(), rows);
+
     let rows: [BlockQ6K; ROWS] = std::array::from_fn(|_| q6k(&mut rng, Fill::Random));
     let x = BlockQ6Kx8::from_rows(std::array::from_fn(|j| &rows[j]));
     for (j, row) in rows.iter().enumerate() {
@@ -117,7 +149,7 @@ fn interleaving_is_the_documented_permutation() {
 #[test]
 fn whole_matrix_round_trip() {
     let mut rng = Rng::new(5);
-    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
         for (rows, cols) in [(8, 256), (24, 768)] {
             let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
             let mut packed = Aligned::zeroed(src.as_ref().len());
@@ -130,7 +162,9 @@ fn whole_matrix_round_trip() {
     }
     assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
     assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
-    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 16));
+    assert!(interleaved::can_interleave(GgmlDType::Q5K, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 12));
+    assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16));
 }
 
 /// Sum of |terms| of a row's dot with one token.
@@ -201,6 +235,15 @@ fn q4_kx8_kernels_match_the_reference() {
 }
 
 #[test]
+fn q5_kx8_kernels_match_the_reference() {
+    let dot = scalar::vec_dot_q5_k_q8_k;
+    check::<BlockQ5Kx8, 1>(q5k, dot);
+    check::<BlockQ5Kx8, 2>(q5k, dot);
+    check::<BlockQ5Kx8, 3>(q5k, dot);
+    check::<BlockQ5Kx8, 4>(q5k, dot);
+}
+
+#[test]
 fn q6_kx8_kernels_match_the_reference() {
     let dot = scalar::vec_dot_q6_k_q8_k;
     check::<BlockQ6Kx8, 1>(q6k, dot);
@@ -228,7 +271,7 @@ fn pair_sums_are_sub_block_sums() {
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
     let shapes = [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])];
-    for (dtype, (rows, cols, counts)) in [GgmlDType::Q4K, GgmlDType::Q6K].into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
+    for (dtype, (rows, cols, counts)) in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K].into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
         let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
         let mut packed = Aligned::zeroed(w.as_ref().len());
         interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());

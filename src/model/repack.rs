@@ -1,5 +1,5 @@
-//! Repacking at load: Q4_0, Q8_0 and Q4_K matrices are copied once into the
-//! row-interleaved layout the x86-64 kernels read fastest
+//! Repacking at load: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices are copied
+//! once into the row-interleaved layout the x86-64 kernels read fastest
 //! (`qllama_kernels::formats::interleaved`), and the mapped file pages they
 //! came from are released, so resident memory stays at about the file size.
 //! The file itself is never changed. `QLLAMA_REPACK=0` keeps every matrix in

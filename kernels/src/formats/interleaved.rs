@@ -1,5 +1,5 @@
 //! Row-interleaved weight layouts, made at load time from a file's Q4_0,
-//! Q8_0, Q4_K and Q6_K tensors and never written to a file (GGUF files stay
+//! Q8_0, Q4_K, Q5_K and Q6_K tensors and never written to a file (GGUF files stay
 //! ggml's).
 //!
 //! Eight rows are stored block by block: one interleaved block holds block
@@ -14,9 +14,11 @@
 //! `4c..4c+4` in its low nibbles and `16+4c..16+4c+4` in its high nibbles,
 //! exactly as in the source block; a Q4_K chunk `c` holds weights
 //! `64 (c / 8) + 4 (c % 8) ..` in its low nibbles and the same plus 32 in its
-//! high nibbles. Q6_K chunks its `ql` and `qh` bytes the same way.
+//! high nibbles. Q5_K chunks its `qs` as Q4_K and its `qh` bytes the same
+//! way (`qh` chunk `c` holds the fifth bits of weights `32 s + 4 c ..` in bit
+//! `s`), and Q6_K its `ql` and `qh`.
 
-use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ6K, BlockQ8_0};
+use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8_0};
 use crate::dtype::GgmlDType;
 use half::f16;
 
@@ -57,6 +59,20 @@ pub struct BlockQ4Kx8 {
     pub qs: [u8; 128 * ROWS],
 }
 
+/// Super-block `b` of eight Q5_K rows: [`BlockQ4Kx8`] plus the fifth bits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ5Kx8 {
+    pub d: [f16; ROWS],
+    pub dmin: [f16; ROWS],
+    /// As in [`BlockQ4Kx8`] ([`K4Scales`]).
+    pub scales: [u8; 96],
+    /// `qh[(c * 8 + j) * 4 + k]` = row `j`'s `qh[c * 4 + k]`, c in 0..8.
+    pub qh: [u8; 32 * ROWS],
+    /// `qs[(c * 8 + j) * 4 + k]` = row `j`'s `qs[c * 4 + k]`, c in 0..32.
+    pub qs: [u8; 128 * ROWS],
+}
+
 /// Super-block `b` of eight Q6_K rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[repr(C)]
@@ -85,10 +101,11 @@ const _: () = {
     assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
     assert!(std::mem::size_of::<BlockQ8_0x8>() == 8 * 34);
     assert!(std::mem::size_of::<BlockQ4Kx8>() == 8 * 144);
+    assert!(std::mem::size_of::<BlockQ5Kx8>() == 8 * 176);
     assert!(std::mem::size_of::<BlockQ6Kx8>() == 8 * 210);
 };
 
-/// The 128 six-bit values of a [`BlockQ4Kx8`]'s `scales`, in the order the
+/// The 128 six-bit values of a [`BlockQ4Kx8`]'s (and [`BlockQ5Kx8`]'s) `scales`, in the order the
 /// kernels use them:
 /// - `v[8 s + j]` is row `j`'s scale of sub-block `s` (a sub-block's eight
 ///   scales side by side, like the rows' outputs);
@@ -125,6 +142,27 @@ impl K4Scales {
     /// sub-block `s`.
     pub fn at(s: usize, j: usize) -> (usize, usize) {
         (8 * s + j, 64 + 16 * (s / 2) + 2 * j + s % 2)
+    }
+
+    /// Regroup eight rows' ggml-packed scales and mins (Q4_K's and Q5_K's
+    /// 12 bytes).
+    pub fn from_rows(rows: [&[u8; 12]; ROWS]) -> [u8; 96] {
+        let mut v = [0u8; 128];
+        for (j, r) in rows.iter().enumerate() {
+            for s in 0..8 {
+                let (at_sc, at_m) = Self::at(s, j);
+                (v[at_sc], v[at_m]) = get_scale_min_k4(s, r);
+            }
+        }
+        Self::pack(&v)
+    }
+
+    /// Row `j`'s 12 ggml-packed bytes back out of [`K4Scales::from_rows`].
+    pub fn row(p: &[u8; 96], j: usize) -> [u8; 12] {
+        let v = Self::unpack(p);
+        let sc = std::array::from_fn(|s| v[Self::at(s, j).0]);
+        let m = std::array::from_fn(|s| v[Self::at(s, j).1]);
+        pack_scale_min_k4(&sc, &m)
     }
 }
 
@@ -180,43 +218,41 @@ macro_rules! interleaved {
 interleaved!(BlockQ4_0x8, BlockQ4_0, u8, 16);
 interleaved!(BlockQ8_0x8, BlockQ8_0, i8, 32);
 
-impl Interleaved for BlockQ4Kx8 {
-    type Source = BlockQ4K;
+/// Q4_K and Q5_K: two f16 scales, the regrouped scales and mins, and the
+/// named quant fields (`field: bytes per row`), each chunked.
+macro_rules! interleaved_k4 {
+    ($x8:ident, $src:ident, $($f:ident: $n:expr),*) => {
+        impl Interleaved for $x8 {
+            type Source = $src;
 
-    fn from_rows(rows: [&BlockQ4K; ROWS]) -> Self {
-        let mut v = [0u8; 128];
-        for (j, r) in rows.iter().enumerate() {
-            for s in 0..8 {
-                let (at_sc, at_m) = K4Scales::at(s, j);
-                (v[at_sc], v[at_m]) = get_scale_min_k4(s, &r.scales);
+            fn from_rows(rows: [&$src; ROWS]) -> Self {
+                let mut out = Self {
+                    d: rows.map(|r| r.d),
+                    dmin: rows.map(|r| r.dmin),
+                    scales: K4Scales::from_rows(rows.map(|r| &r.scales)),
+                    $($f: [0; $n * ROWS]),*
+                };
+                $(interleave_chunks(rows.map(|r| &r.$f[..]), &mut out.$f);)*
+                out
+            }
+
+            fn to_rows(&self) -> [$src; ROWS] {
+                std::array::from_fn(|j| {
+                    let mut b = $src {
+                        d: self.d[j],
+                        dmin: self.dmin[j],
+                        scales: K4Scales::row(&self.scales, j),
+                        $($f: [0; $n]),*
+                    };
+                    $(row_chunks(&self.$f, j, &mut b.$f);)*
+                    b
+                })
             }
         }
-        let mut out = Self {
-            d: rows.map(|r| r.d),
-            dmin: rows.map(|r| r.dmin),
-            scales: K4Scales::pack(&v),
-            qs: [0; 128 * ROWS],
-        };
-        interleave_chunks(rows.map(|r| &r.qs[..]), &mut out.qs);
-        out
-    }
-
-    fn to_rows(&self) -> [BlockQ4K; ROWS] {
-        let v = K4Scales::unpack(&self.scales);
-        std::array::from_fn(|j| {
-            let sc = std::array::from_fn(|s| v[K4Scales::at(s, j).0]);
-            let m = std::array::from_fn(|s| v[K4Scales::at(s, j).1]);
-            let mut qs = [0u8; 128];
-            row_chunks(&self.qs, j, &mut qs);
-            BlockQ4K {
-                d: self.d[j],
-                dmin: self.dmin[j],
-                scales: pack_scale_min_k4(&sc, &m),
-                qs,
-            }
-        })
-    }
+    };
 }
+interleaved_k4!(BlockQ4Kx8, BlockQ4K, qs: 128);
+interleaved_k4!(BlockQ5Kx8, BlockQ5K, qh: 32, qs: 128);
 
 impl Interleaved for BlockQ6Kx8 {
     type Source = BlockQ6K;
@@ -250,7 +286,7 @@ impl Interleaved for BlockQ6Kx8 {
 
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K) && rows % ROWS == 0
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) && rows % ROWS == 0
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -263,6 +299,7 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4_0 => interleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => interleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
+        GgmlDType::Q5K => interleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => interleave_as::<BlockQ6Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }
@@ -274,6 +311,7 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4_0 => deinterleave_as::<BlockQ4_0x8>(rows, src, dst),
         GgmlDType::Q8_0 => deinterleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
+        GgmlDType::Q5K => deinterleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => deinterleave_as::<BlockQ6Kx8>(rows, src, dst),
         _ => panic!("{dtype} has no interleaved layout"),
     }

@@ -117,6 +117,25 @@ pub fn quantize_q8(isa: Isa, x: &[f32]) -> (f32, [i8; 32]) {
     }
 }
 
+/// How far ahead of the block being read a one-token kernel asks for
+/// weights. Generation streams each weight once from memory; in this
+/// VM the hardware prefetchers alone leave part of the bandwidth
+/// unused (7B Q4_0 generation: about +20%).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 2048;
+
+/// Ask for the cache lines of the block `PREFETCH` bytes past `block`.
+/// A hint: addresses past the end of the weights are harmless.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "sse")]
+pub(crate) fn prefetch<X>(block: &X) {
+    let p = (block as *const X).cast::<i8>().wrapping_add(PREFETCH);
+    for line in (0..std::mem::size_of::<X>()).step_by(64) {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(line));
+    }
+}
+
 // Per-type dispatch: each format's `vec_dot` calls one of these, which routes
 // to the instruction set's kernel. Every type has a kernel on every set, so
 // there is no fallback; an unsupported `isa` panics rather than risk an

@@ -112,25 +112,9 @@ where
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::prefetch;
     use super::*;
     use core::arch::x86_64::*;
-
-    /// How far ahead of the block being read a one-token kernel asks for
-    /// weights. Generation streams each weight once from memory; in this
-    /// VM the hardware prefetchers alone leave part of the bandwidth
-    /// unused (7B Q4_0 generation: about +20%).
-    const PREFETCH: usize = 2048;
-
-    /// Ask for the cache lines of the block `PREFETCH` bytes past `block`.
-    /// A hint: addresses past the end of the weights are harmless.
-    #[inline]
-    #[target_feature(enable = "sse")]
-    pub(in crate::simd) fn prefetch<X>(block: &X) {
-        let p = (block as *const X).cast::<i8>().wrapping_add(PREFETCH);
-        for line in (0..std::mem::size_of::<X>()).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line));
-        }
-    }
 
     /// Each token's activation blocks, scales and offsets as base pointers,
     /// so the block loop indexes without bounds checks.

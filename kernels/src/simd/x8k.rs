@@ -1,18 +1,18 @@
 //! Kernels for the row-interleaved K-quant layouts (`formats::interleaved`,
-//! [`BlockQ4Kx8`], [`BlockQ6Kx8`]): eight weight rows times `T` Q8_K activation rows in one
+//! [`BlockQ4Kx8`], [`BlockQ5Kx8`], [`BlockQ6Kx8`]): eight weight rows times `T` Q8_K activation rows in one
 //! pass over the super-blocks, giving an 8 x `T` tile of outputs, as
 //! `x8.rs` does for Q4_0 and Q8_0.
 //!
 //! The scalar reference keeps ggml's running sums per (row, token)
 //! ([`KDotAcc`]), so it equals the one-row `scalar::vec_dot_q*_k_q8_k` bit
 //! for bit. The AVX2 kernel agrees with it to f32 rounding and is tested
-//! against it in `kernels/tests/interleaved.rs`.
+//! against it in `kernels/tests/interleaved_k.rs`.
 
 #[cfg(target_arch = "x86_64")]
 use super::cpu_has;
 use super::scalar::{KDotAcc, SuperBlock};
 use super::Isa;
-use crate::formats::interleaved::{BlockQ4Kx8, BlockQ6Kx8, Interleaved, ROWS};
+use crate::formats::interleaved::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, ROWS};
 use crate::formats::BlockQ8K;
 
 /// `T` activation rows quantized to Q8_K, `nb` super-blocks each, one after
@@ -142,58 +142,151 @@ mod avx2 {
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(d.as_ptr().cast()) })
     }
 
+    /// Q4_K and Q5_K, which share one kernel: the same scales, mins and
+    /// nibbles, Q5_K adding a fifth bit per weight from `qh`.
+    trait K4Family {
+        /// Chunks per 16-bit sum (see [`k4_sub_block`]).
+        const RUN: usize;
+        fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]);
+        fn scales(&self) -> &[u8; 96];
+        fn qs(&self) -> &[u8; 128 * ROWS];
+        /// Q5_K's fifth bits.
+        fn qh(&self) -> Option<&[u8; 32 * ROWS]>;
+    }
+
+    impl K4Family for BlockQ4Kx8 {
+        const RUN: usize = 8;
+        fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]) {
+            (&self.d, &self.dmin)
+        }
+        fn scales(&self) -> &[u8; 96] {
+            &self.scales
+        }
+        fn qs(&self) -> &[u8; 128 * ROWS] {
+            &self.qs
+        }
+        fn qh(&self) -> Option<&[u8; 32 * ROWS]> {
+            None
+        }
+    }
+
+    impl K4Family for BlockQ5Kx8 {
+        const RUN: usize = 4;
+        fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]) {
+            (&self.d, &self.dmin)
+        }
+        fn scales(&self) -> &[u8; 96] {
+            &self.scales
+        }
+        fn qs(&self) -> &[u8; 128 * ROWS] {
+            &self.qs
+        }
+        fn qh(&self) -> Option<&[u8; 32 * ROWS]> {
+            Some(&self.qh)
+        }
+    }
+
     impl X8KDot for BlockQ4Kx8 {
-        /// Per sub-block: nibbles 0..16 times activations in 16-bit pair
-        /// sums over its eight chunks (8 * 2 * 15 * 128 < 2^15), then one
-        /// multiply-add by the rows' scales into 32 bits. Per super-block:
-        /// the mins against the pair sums, and the two f16 scales.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
-            let nb = w.len();
-            let nib = _mm256_set1_epi8(0x0F);
-            let ys: [*const BlockQ8K; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
-            let pairs: [*const [i32; 4]; T] = std::array::from_fn(|t| act.pairs.as_ptr().wrapping_add(t * nb));
-            let mut acc = [_mm256_setzero_ps(); T];
-            let mut v = [0u8; 128];
-            for (b, wb) in w.iter().enumerate() {
-                // SAFETY: b < nb and t < T, so each pointer stays inside the
-                // T * nb blocks and pair sums that `gemm` checked.
-                let y: [&BlockQ8K; T] = std::array::from_fn(|t| unsafe { &*ys[t].add(b) });
-                unpack_scales(&wb.scales, &mut v);
-                let mut isum = [_mm256_setzero_si256(); T];
-                for s in 0..8 {
-                    let (g, high) = (s / 2, s % 2 == 1);
-                    let mut p = [_mm256_setzero_si256(); T];
-                    for c in 0..8 {
-                        // SAFETY: chunk 8g + c < 32, a 32-byte load inside
-                        // the 1024 bytes of `qs`.
-                        let raw = unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * (8 * g + c)).cast()) };
-                        let q = if high { _mm256_srli_epi16::<4>(raw) } else { raw };
-                        let q = _mm256_and_si256(q, nib);
-                        let at = 64 * g + 32 * (s % 2) + 4 * c;
-                        for (p, y) in p.iter_mut().zip(&y) {
-                            // SAFETY: at + 4 <= 192 + 32 + 28 + 4 = 256.
-                            *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(q, unsafe { chunk(y, at) }));
-                        }
-                    }
-                    let sc = sub_block_scales(&v, s);
-                    for (isum, p) in isum.iter_mut().zip(p) {
-                        *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
-                    }
+            k4_gemm::<Self, T>(w, act, out)
+        }
+    }
+
+    impl X8KDot for BlockQ5Kx8 {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
+            k4_gemm::<Self, T>(w, act, out)
+        }
+    }
+
+    /// Per sub-block ([`k4_sub_block`]): levels times activations in 16-bit
+    /// pair sums, then one multiply-add by the rows' scales into 32 bits.
+    /// Per super-block: the mins against the pair sums, and the two f16
+    /// scales.
+    ///
+    /// # Safety
+    /// As for [`X8KDot::avx2`]: `act` holds `T * w.len()` super-blocks and
+    /// pair sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn k4_gemm<X: K4Family, const T: usize>(w: &[X], act: ActK, out: &mut [[f32; ROWS]; T]) {
+        let nb = w.len();
+        let ys: [*const BlockQ8K; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
+        let pairs: [*const [i32; 4]; T] = std::array::from_fn(|t| act.pairs.as_ptr().wrapping_add(t * nb));
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut v = [0u8; 128];
+        for (b, wb) in w.iter().enumerate() {
+            if T == 1 {
+                super::super::prefetch(wb);
+            }
+            // SAFETY: b < nb and t < T, so each pointer stays inside the
+            // T * nb blocks and pair sums of the caller's contract.
+            let y: [&BlockQ8K; T] = std::array::from_fn(|t| unsafe { &*ys[t].add(b) });
+            unpack_scales(wb.scales(), &mut v);
+            let mut isum = [_mm256_setzero_si256(); T];
+            // A loop, not eight unrolled copies: unrolled, the compiler
+            // spills the levels to reuse them across tokens.
+            for s in 0..8 {
+                k4_sub_block::<X, T>(wb, &y, &v, s, &mut isum);
+            }
+            let mins: [__m256i; 4] = std::array::from_fn(|p| pair_mins(&v, p));
+            let (d, dmin) = wb.d_dmin();
+            let (d, dmin) = (halves(d), halves(dmin));
+            for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as for `y` above.
+                let pair = unsafe { &*pairs[t].add(b) };
+                let m: [__m256i; 4] = std::array::from_fn(|p| _mm256_madd_epi16(mins[p], _mm256_set1_epi32(pair[p])));
+                let m = _mm256_add_epi32(_mm256_add_epi32(m[0], m[1]), _mm256_add_epi32(m[2], m[3]));
+                let dy = _mm256_set1_ps(y[t].d);
+                *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(m), *acc);
+            }
+        }
+        store(acc, out);
+    }
+
+    /// Sub-block `s` (weights `32 s + 4 c ..`, c in 0..8) of the eight rows
+    /// times `T` tokens, added to `isum`. Its nibbles are the low (even `s`)
+    /// or high halves of `qs` chunks `8 (s / 2) + c`, its fifth bits bit `s`
+    /// of `qh` chunk `c`. The 16-bit pair sums take eight chunks of levels
+    /// below 16 (8 * 2 * 15 * 128 < 2^15) but only four below 32
+    /// (4 * 2 * 31 * 128 < 2^15), so Q5_K multiplies by the scales twice.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn k4_sub_block<X: K4Family, const T: usize>(
+        wb: &X,
+        y: &[&BlockQ8K; T],
+        v: &[u8; 128],
+        s: usize,
+        isum: &mut [__m256i; T],
+    ) {
+        let (nib, fifth, bit) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10), _mm256_set1_epi8(1 << s));
+        let sc = sub_block_scales(v, s);
+        for c0 in (0..8).step_by(X::RUN) {
+            let mut p = [_mm256_setzero_si256(); T];
+            for c in c0..c0 + X::RUN {
+                // SAFETY: s < 8 and c < 8, so chunk 8 (s / 2) + c < 32, a
+                // 32-byte load inside the 1024 bytes of `qs`; unaligned.
+                let raw = unsafe { _mm256_loadu_si256(wb.qs().as_ptr().add(32 * (8 * (s / 2) + c)).cast()) };
+                let mut q = _mm256_and_si256(if s % 2 == 1 { _mm256_srli_epi16::<4>(raw) } else { raw }, nib);
+                if let Some(qh) = wb.qh() {
+                    // SAFETY: chunk c < 8, a 32-byte load inside the 256
+                    // bytes of `qh`; unaligned.
+                    let h = unsafe { _mm256_loadu_si256(qh.as_ptr().add(32 * c).cast()) };
+                    // Bit s of each byte as 16: a compare, as `s` varies.
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit);
+                    q = _mm256_or_si256(q, _mm256_and_si256(set, fifth));
                 }
-                let mins: [__m256i; 4] = std::array::from_fn(|p| pair_mins(&v, p));
-                let (d, dmin) = (halves(&wb.d), halves(&wb.dmin));
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: as for `y` above.
-                    let pair = unsafe { &*pairs[t].add(b) };
-                    let m: [__m256i; 4] = std::array::from_fn(|p| _mm256_madd_epi16(mins[p], _mm256_set1_epi32(pair[p])));
-                    let m = _mm256_add_epi32(_mm256_add_epi32(m[0], m[1]), _mm256_add_epi32(m[2], m[3]));
-                    let dy = _mm256_set1_ps(y[t].d);
-                    *acc = _mm256_fmadd_ps(_mm256_mul_ps(d, dy), _mm256_cvtepi32_ps(isum[t]), *acc);
-                    *acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dy), _mm256_cvtepi32_ps(m), *acc);
+                let at = 32 * s + 4 * c;
+                for (p, y) in p.iter_mut().zip(y) {
+                    // SAFETY: s < 8 and c < 8, so at + 4 <= 224 + 28 + 4 = 256.
+                    *p = _mm256_add_epi16(*p, _mm256_maddubs_epi16(q, unsafe { chunk(y, at) }));
                 }
             }
-            store(acc, out);
+            for (isum, p) in isum.iter_mut().zip(p) {
+                *isum = _mm256_add_epi32(*isum, _mm256_madd_epi16(p, sc));
+            }
         }
     }
 
@@ -213,6 +306,9 @@ mod avx2 {
             let ys: [*const BlockQ8K; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
             let mut acc = [_mm256_setzero_ps(); T];
             for (b, wb) in w.iter().enumerate() {
+                if T == 1 {
+                    super::super::prefetch(wb);
+                }
                 // SAFETY: b < nb and t < T, inside the T * nb blocks that
                 // `gemm` checked.
                 let y: [&BlockQ8K; T] = std::array::from_fn(|t| unsafe { &*ys[t].add(b) });
@@ -335,5 +431,7 @@ mod avx2 {
 
 #[cfg(not(target_arch = "x86_64"))]
 impl X8KDot for BlockQ4Kx8 {}
+#[cfg(not(target_arch = "x86_64"))]
+impl X8KDot for BlockQ5Kx8 {}
 #[cfg(not(target_arch = "x86_64"))]
 impl X8KDot for BlockQ6Kx8 {}
