@@ -152,7 +152,8 @@ fn check_greedy_against_llama_cpp(file: &str) -> usize {
 #[test]
 fn greedy_matches_llama_cpp_quantized_up_to_near_ties() {
     let mut ties = 0;
-    for file in ["tiny-llama2-q4_0.gguf", "tiny-llama2-q4_k_m.gguf", "tiny-llama2-q5_k_m.gguf", "tiny-llama2-q6_k.gguf"] {
+    for file in ["tiny-llama2-q4_0.gguf", "tiny-llama2-q4_k_m.gguf", "tiny-llama2-q5_k_m.gguf", "tiny-llama2-q6_k.gguf"]
+    {
         let n = check_greedy_against_llama_cpp(file);
         eprintln!("{file}: {n} of 4 prompts parted from llama.cpp at a near-tie");
         ties += n;
@@ -472,4 +473,3 @@ fn run_rejects_bad_input() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
-

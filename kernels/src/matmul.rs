@@ -13,9 +13,9 @@ use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
 use crate::simd::x8::{self, Act, X8Dot};
 use crate::simd::x8k::{self, pair_sums, ActK, X8KDot};
-use std::ops::Range;
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// How a matrix's blocks are ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,7 +247,9 @@ fn matmul_x8k<X: X8KDot>(
     pairs: &mut Vec<[i32; 4]>,
 ) {
     pairs.clear();
-    pairs.extend(y.iter().map(pair_sums));
+    if X::NEEDS_PAIRS {
+        pairs.extend(y.iter().map(pair_sums));
+    }
     let pairs: &[[i32; 4]] = pairs;
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
@@ -255,7 +257,7 @@ fn matmul_x8k<X: X8KDot>(
     for_each_x8_tile(w.rows, n_tokens, token_bytes, K_TILE, out, |g, tokens, o| {
         let wg = &blocks[g * nb..(g + 1) * nb];
         let span = tokens.start * nb..tokens.end * nb;
-        let a = ActK { q: &y[span.clone()], pairs: &pairs[span] };
+        let a = ActK { q: &y[span.clone()], pairs: if X::NEEDS_PAIRS { &pairs[span] } else { &[] } };
         by_tile_len!(o, T in [1 2 3 4] => x8k::gemm::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });
 }
@@ -308,7 +310,9 @@ fn for_each_x8_tile(
                         // SAFETY: token t+i < n_tokens and rows g*8..g*8+8
                         // are in bounds (asserted shapes); each (token, row)
                         // is written by the one task owning group g.
-                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out_ptr.0.add((t + i) * rows + g * ROWS), ROWS) };
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(v.as_ptr(), out_ptr.0.add((t + i) * rows + g * ROWS), ROWS)
+                        };
                     }
                 }
             }

@@ -85,7 +85,18 @@ fn interleaving_is_the_documented_permutation() {
 #[test]
 fn whole_matrix_round_trip() {
     let mut rng = Rng::new(5);
-    for (dtype, rows, cols) in [(GgmlDType::Q4_0, 24, 96), (GgmlDType::Q8_0, 16, 64), (GgmlDType::Q4_0, 8, 32)] {
+    let cases = [
+        (GgmlDType::Q4_0, 24, 96),
+        (GgmlDType::Q8_0, 16, 64),
+        (GgmlDType::Q4_0, 8, 32),
+        (GgmlDType::Q4K, 8, 256),
+        (GgmlDType::Q4K, 24, 768),
+        (GgmlDType::Q5K, 8, 256),
+        (GgmlDType::Q5K, 24, 768),
+        (GgmlDType::Q6K, 8, 256),
+        (GgmlDType::Q6K, 24, 768),
+    ];
+    for (dtype, rows, cols) in cases {
         let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
         let mut packed = Aligned::zeroed(src.as_ref().len());
         let mut back = Aligned::zeroed(src.as_ref().len());
@@ -96,6 +107,11 @@ fn whole_matrix_round_trip() {
     }
     assert!(!interleaved::can_interleave(GgmlDType::Q4_0, 12));
     assert!(!interleaved::can_interleave(GgmlDType::Q4_1, 16));
+    assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
+    assert!(interleaved::can_interleave(GgmlDType::Q5K, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 12));
+    assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16));
 }
 
 /// Eight weight rows of `nb` blocks, interleaved, and `T` activation rows.
@@ -211,7 +227,7 @@ fn q8_0x8_kernels_match_the_reference() {
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
     for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0] {
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
             let mut packed = Aligned::zeroed(w.as_ref().len());
             interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());

@@ -2,24 +2,23 @@
 //! `interleaved.rs` checks Q4_0 and Q8_0: the repacking is a lossless
 //! permutation with the documented positions (quant chunks, and the
 //! regrouped scales and mins), the scalar interleaved kernel equals
-//! the one-row scalar dot bit for bit, every SIMD path equals it to f32
-//! rounding on random and adversarial super-blocks, and the interleaved
-//! matmul equals the row-major scalar matmul.
+//! the one-row scalar dot bit for bit, and every SIMD path equals it to f32
+//! rounding on random and adversarial super-blocks. The whole-matrix round
+//! trip and the interleaved matmul are checked with the other types in
+//! `interleaved.rs`.
 //!
 //! Tolerance relative to the sum of |terms| (scaled products and the mins'
 //! share), so a wrong scale, min, nibble half or row fails by a whole term.
 
 mod common;
 
-use common::{Aligned, Rng};
+use common::{k_magnitude, Rng};
 use half::f16;
-use qllama_kernels::formats::interleaved::{self, BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
+use qllama_kernels::formats::interleaved::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
 use qllama_kernels::formats::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
-use qllama_kernels::matmul::matmul_with;
 use qllama_kernels::simd::scalar::{self, SuperBlock};
 use qllama_kernels::simd::x8k::{self, pair_sums, ActK, X8KDot};
 use qllama_kernels::simd::Isa;
-use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
 
 const TOL: f64 = 1e-5;
 
@@ -56,7 +55,12 @@ fn q5k(rng: &mut Rng, fill: Fill) -> BlockQ5K {
 /// `Ones` gives levels of 63 and scales of -1; the scale bytes also take
 /// -128 and 127 at random.
 fn q6k(rng: &mut Rng, fill: Fill) -> BlockQ6K {
-    BlockQ6K { ql: bytes(rng, fill), qh: bytes(rng, fill), scales: bytes::<16>(rng, fill).map(|b| b as i8), d: scale(rng) }
+    BlockQ6K {
+        ql: bytes(rng, fill),
+        qh: bytes(rng, fill),
+        scales: bytes::<16>(rng, fill).map(|b| b as i8),
+        d: scale(rng),
+    }
 }
 
 /// Activations as the quantizer writes them (-127..=127; `Ones` gives the
@@ -146,48 +150,18 @@ fn interleaving_is_the_documented_permutation() {
     assert_eq!(x.to_rows(), rows);
 }
 
-#[test]
-fn whole_matrix_round_trip() {
-    let mut rng = Rng::new(5);
-    for dtype in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
-        for (rows, cols) in [(8, 256), (24, 768)] {
-            let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
-            let mut packed = Aligned::zeroed(src.as_ref().len());
-            let mut back = Aligned::zeroed(src.as_ref().len());
-            interleaved::interleave(dtype, rows, src.as_ref(), packed.as_mut());
-            assert_ne!(packed.as_ref(), src.as_ref(), "repacking changed nothing");
-            interleaved::deinterleave(dtype, rows, packed.as_ref(), back.as_mut());
-            assert_eq!(back.as_ref(), src.as_ref(), "{dtype} {rows}x{cols}");
-        }
-    }
-    assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
-    assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
-    assert!(interleaved::can_interleave(GgmlDType::Q5K, 16));
-    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 12));
-    assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16));
-}
-
-/// Sum of |terms| of a row's dot with one token.
-fn magnitude<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f64 {
-    x.iter()
-        .zip(y)
-        .map(|(a, b)| {
-            let (q, (s, m)) = (a.ints(), a.scales_mins());
-            let ints: i64 = (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
-            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
-            let dy = b.d as f64;
-            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
-        })
-        .sum()
-}
-
 fn check<X: X8KDot, const T: usize>(
     make: fn(&mut Rng, Fill) -> X::Source,
     one_row: fn(&[X::Source], &[BlockQ8K]) -> f32,
 ) {
     let mut rng = Rng::new(7 + T as u64);
     for nb in [1, 2, 3, 16] {
-        for (wf, yf) in [(Fill::Random, Fill::Random), (Fill::Ones, Fill::Ones), (Fill::Ones, Fill::Random), (Fill::Zero, Fill::Ones)] {
+        for (wf, yf) in [
+            (Fill::Random, Fill::Random),
+            (Fill::Ones, Fill::Ones),
+            (Fill::Ones, Fill::Random),
+            (Fill::Zero, Fill::Ones),
+        ] {
             let rows: Vec<Vec<X::Source>> = (0..ROWS).map(|_| (0..nb).map(|_| make(&mut rng, wf)).collect()).collect();
             let w: Vec<X> = (0..nb).map(|b| X::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
             // The last token follows `yf`, the others are random.
@@ -210,7 +184,7 @@ fn check<X: X8KDot, const T: usize>(
                 for t in 0..T {
                     for j in 0..ROWS {
                         let err = (got[t][j] as f64 - reference[t][j] as f64).abs();
-                        let mag = magnitude(&rows[j], &y[t * nb..(t + 1) * nb]);
+                        let mag = k_magnitude(&rows[j], &y[t * nb..(t + 1) * nb]);
                         assert!(
                             err <= TOL * mag + 1e-30,
                             "{} nb={nb} {wf:?}/{yf:?} row {j} token {t}: {} vs reference {} (mag {mag})",
@@ -225,31 +199,27 @@ fn check<X: X8KDot, const T: usize>(
     }
 }
 
+/// [`check`] for every tile length the matmul uses.
+fn check_tiles<X: X8KDot>(make: fn(&mut Rng, Fill) -> X::Source, one_row: fn(&[X::Source], &[BlockQ8K]) -> f32) {
+    check::<X, 1>(make, one_row);
+    check::<X, 2>(make, one_row);
+    check::<X, 3>(make, one_row);
+    check::<X, 4>(make, one_row);
+}
+
 #[test]
 fn q4_kx8_kernels_match_the_reference() {
-    let dot = scalar::vec_dot_q4_k_q8_k;
-    check::<BlockQ4Kx8, 1>(q4k, dot);
-    check::<BlockQ4Kx8, 2>(q4k, dot);
-    check::<BlockQ4Kx8, 3>(q4k, dot);
-    check::<BlockQ4Kx8, 4>(q4k, dot);
+    check_tiles::<BlockQ4Kx8>(q4k, scalar::vec_dot_q4_k_q8_k);
 }
 
 #[test]
 fn q5_kx8_kernels_match_the_reference() {
-    let dot = scalar::vec_dot_q5_k_q8_k;
-    check::<BlockQ5Kx8, 1>(q5k, dot);
-    check::<BlockQ5Kx8, 2>(q5k, dot);
-    check::<BlockQ5Kx8, 3>(q5k, dot);
-    check::<BlockQ5Kx8, 4>(q5k, dot);
+    check_tiles::<BlockQ5Kx8>(q5k, scalar::vec_dot_q5_k_q8_k);
 }
 
 #[test]
 fn q6_kx8_kernels_match_the_reference() {
-    let dot = scalar::vec_dot_q6_k_q8_k;
-    check::<BlockQ6Kx8, 1>(q6k, dot);
-    check::<BlockQ6Kx8, 2>(q6k, dot);
-    check::<BlockQ6Kx8, 3>(q6k, dot);
-    check::<BlockQ6Kx8, 4>(q6k, dot);
+    check_tiles::<BlockQ6Kx8>(q6k, scalar::vec_dot_q6_k_q8_k);
 }
 
 /// The pair sums are the 32-weight sub-block sums, two to a word.
@@ -262,33 +232,5 @@ fn pair_sums_are_sub_block_sums() {
         let want: i32 = y.qs[32 * s..32 * s + 32].iter().map(|&q| q as i32).sum();
         let got = (p[s / 2] >> (16 * (s % 2))) as i16;
         assert_eq!(got as i32, want, "sub-block {s}");
-    }
-}
-
-/// The interleaved K-quant matmul (tiles, leftover tokens, token chunks)
-/// against the row-major scalar matmul.
-#[test]
-fn interleaved_matmul_matches_row_major() {
-    let mut rng = Rng::new(11);
-    let shapes = [(72, 256, &[1, 2, 3, 4, 5, 7, 9][..]), (40, 4096, &[1, 66][..])];
-    for (dtype, (rows, cols, counts)) in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K].into_iter().flat_map(|d| shapes.map(|s| (d, s))) {
-        let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
-        let mut packed = Aligned::zeroed(w.as_ref().len());
-        interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
-        let plain = QMatrix::new(dtype, rows, cols, w.as_ref()).unwrap();
-        let inter = QMatrix::interleaved(dtype, rows, cols, packed.as_ref()).unwrap();
-        for &n in counts {
-            let x = rng.normals(n * cols, 1.0);
-            let mut want = vec![0.0; n * rows];
-            matmul_with(Isa::Scalar, &plain, &x, n, &mut want, &mut MatmulScratch::default());
-            for isa in Isa::available() {
-                let mut got = vec![0.0; n * rows];
-                matmul_with(isa, &inter, &x, n, &mut got, &mut MatmulScratch::default());
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    let bound = 1e-6 * cols as f32;
-                    assert!((g - w).abs() <= bound, "{dtype} {} n={n} out[{i}]: {g} vs {w}", isa.name());
-                }
-            }
-        }
     }
 }

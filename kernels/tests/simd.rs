@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::Aligned;
+use common::{k_magnitude, Aligned};
 use half::{bf16, f16};
 use qllama_kernels::formats::*;
 use qllama_kernels::matmul::matmul_with;
@@ -416,20 +416,6 @@ fn q8k(rng: &mut Rng, b: Bytes) -> BlockQ8K {
     let qs = bytes::<256>(rng, b).map(|q| q as i8);
     let bsums = std::array::from_fn(|j| qs[16 * j..16 * j + 16].iter().map(|&q| q as i16).sum());
     BlockQ8K { d: Scales::Random.scale(rng).to_f32(), qs, bsums }
-}
-
-/// Sum of |terms| of `x · y`: scaled products and the mins' share.
-fn k_magnitude<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f64 {
-    x.iter()
-        .zip(y)
-        .map(|(a, b)| {
-            let (q, (s, m)) = (a.ints(), a.scales_mins());
-            let ints: i64 = (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
-            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
-            let dy = b.d as f64;
-            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
-        })
-        .sum()
 }
 
 /// Super-block counts: empty, odd and even, and a 4096-wide row.

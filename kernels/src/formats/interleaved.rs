@@ -286,7 +286,8 @@ impl Interleaved for BlockQ6Kx8 {
 
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K) && rows % ROWS == 0
+    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
+        && rows % ROWS == 0
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the

@@ -16,9 +16,13 @@ use half::{bf16, f16};
 // Activation quantization.
 
 /// `formats::quantize_q8` in vector code: the same f32 operations (a max is
-/// exact in any order, for inputs without NaN), and C's `roundf` (half away from zero) made exact
-/// from a truncation: `t + sign(p)` when the dropped fraction `p - t`
-/// (exact for |p| < 2^23) is at least one half.
+/// exact in any order, for inputs without NaN), and C's `roundf` (half away
+/// from zero) made exact from a truncation: `t + sign(p)` when the dropped
+/// fraction `p - t` (exact for |p| < 2^23) is at least one half.
+///
+/// # Safety
+/// Callers outside AVX2 code must make sure the CPU has AVX2
+/// (`simd::quantize_q8` does).
 #[target_feature(enable = "avx2")]
 pub fn quantize_q8(x: &[f32; 32]) -> (f32, [i8; 32]) {
     // SAFETY: four 8-float unaligned loads inside the 32 of `x`.

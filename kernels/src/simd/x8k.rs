@@ -34,10 +34,12 @@ pub fn pair_sums(y: &BlockQ8K) -> [i32; 4] {
 
 /// An interleaved K-quant type with kernels.
 pub trait X8KDot: Interleaved<Source: SuperBlock> {
+    /// Whether the kernels read [`ActK::pairs`] (the formats with mins).
+    const NEEDS_PAIRS: bool = true;
     #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
-    /// super-blocks and pair sums.
+    /// super-blocks, and as many pair sums when the type needs them.
     unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]);
 }
 
@@ -46,7 +48,8 @@ pub trait X8KDot: Interleaved<Source: SuperBlock> {
 #[inline]
 pub fn gemm<X: X8KDot, const T: usize>(isa: Isa, w: &[X], act: ActK, out: &mut [[f32; ROWS]; T]) {
     let n = w.len() * T;
-    assert!(act.q.len() == n && act.pairs.len() == n, "activations do not match the weights");
+    assert!(act.q.len() == n, "activations do not match the weights");
+    assert!(!X::NEEDS_PAIRS || act.pairs.len() == n, "activation pair sums missing");
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
@@ -61,11 +64,7 @@ pub fn gemm<X: X8KDot, const T: usize>(isa: Isa, w: &[X], act: ActK, out: &mut [
 }
 
 /// The scalar reference: ggml's one-row dot per (row, token).
-pub fn reference<X: Interleaved<Source: SuperBlock>, const T: usize>(
-    w: &[X],
-    act: ActK,
-    out: &mut [[f32; ROWS]; T],
-) {
+pub fn reference<X: Interleaved<Source: SuperBlock>, const T: usize>(w: &[X], act: ActK, out: &mut [[f32; ROWS]; T]) {
     let nb = w.len();
     let mut acc = [[KDotAcc::default(); ROWS]; T];
     for (b, wb) in w.iter().enumerate() {
@@ -154,51 +153,36 @@ mod avx2 {
         fn qh(&self) -> Option<&[u8; 32 * ROWS]>;
     }
 
-    impl K4Family for BlockQ4Kx8 {
-        const RUN: usize = 8;
-        fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]) {
-            (&self.d, &self.dmin)
-        }
-        fn scales(&self) -> &[u8; 96] {
-            &self.scales
-        }
-        fn qs(&self) -> &[u8; 128 * ROWS] {
-            &self.qs
-        }
-        fn qh(&self) -> Option<&[u8; 32 * ROWS]> {
-            None
-        }
-    }
+    /// The [`K4Family`] view of a layout and its kernel, [`k4_gemm`].
+    macro_rules! k4_family {
+        ($x:ty, run: $run:expr, qh: |$b:ident| $qh:expr) => {
+            impl K4Family for $x {
+                const RUN: usize = $run;
+                fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]) {
+                    (&self.d, &self.dmin)
+                }
+                fn scales(&self) -> &[u8; 96] {
+                    &self.scales
+                }
+                fn qs(&self) -> &[u8; 128 * ROWS] {
+                    &self.qs
+                }
+                fn qh(&self) -> Option<&[u8; 32 * ROWS]> {
+                    let $b = self;
+                    $qh
+                }
+            }
 
-    impl K4Family for BlockQ5Kx8 {
-        const RUN: usize = 4;
-        fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]) {
-            (&self.d, &self.dmin)
-        }
-        fn scales(&self) -> &[u8; 96] {
-            &self.scales
-        }
-        fn qs(&self) -> &[u8; 128 * ROWS] {
-            &self.qs
-        }
-        fn qh(&self) -> Option<&[u8; 32 * ROWS]> {
-            Some(&self.qh)
-        }
+            impl X8KDot for $x {
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
+                    k4_gemm::<Self, T>(w, act, out)
+                }
+            }
+        };
     }
-
-    impl X8KDot for BlockQ4Kx8 {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
-            k4_gemm::<Self, T>(w, act, out)
-        }
-    }
-
-    impl X8KDot for BlockQ5Kx8 {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
-            k4_gemm::<Self, T>(w, act, out)
-        }
-    }
+    k4_family!(BlockQ4Kx8, run: 8, qh: |_b| None);
+    k4_family!(BlockQ5Kx8, run: 4, qh: |b| Some(&b.qh));
 
     /// Per sub-block ([`k4_sub_block`]): levels times activations in 16-bit
     /// pair sums, then one multiply-add by the rows' scales into 32 bits.
@@ -291,6 +275,8 @@ mod avx2 {
     }
 
     impl X8KDot for BlockQ6Kx8 {
+        const NEEDS_PAIRS: bool = false;
+
         /// Levels 0..64 (the `-32` comes back through the activation sums)
         /// times activations in 16-bit pair sums over two chunks
         /// (2 * 2 * 63 * 128 < 2^15), then a multiply-add by the rows'
@@ -434,4 +420,6 @@ impl X8KDot for BlockQ4Kx8 {}
 #[cfg(not(target_arch = "x86_64"))]
 impl X8KDot for BlockQ5Kx8 {}
 #[cfg(not(target_arch = "x86_64"))]
-impl X8KDot for BlockQ6Kx8 {}
+impl X8KDot for BlockQ6Kx8 {
+    const NEEDS_PAIRS: bool = false;
+}

@@ -2,6 +2,8 @@
 //! dependency needed) and aligned byte buffers for block casts.
 #![allow(dead_code)]
 
+use qllama_kernels::formats::BlockQ8K;
+use qllama_kernels::simd::scalar::SuperBlock;
 use qllama_kernels::GgmlDType;
 
 /// SplitMix64: tiny, seeded, good enough for test data.
@@ -103,4 +105,18 @@ pub fn f32s(b: &[u8]) -> Vec<f32> {
 #[allow(dead_code)]
 pub fn case_of(cases: &[(String, usize, usize)], i: usize) -> &str {
     cases.iter().find(|(_, first, n)| (*first..first + n).contains(&i)).map_or("?", |c| c.0.as_str())
+}
+
+/// Sum of |terms| of `x · y`: scaled products and the mins' share.
+pub fn k_magnitude<X: SuperBlock>(x: &[X], y: &[BlockQ8K]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| {
+            let (q, (s, m)) = (a.ints(), a.scales_mins());
+            let ints: i64 = (0..256).map(|e| (s[e / X::SUB] as i64 * q[e] as i64 * b.qs[e] as i64).abs()).sum();
+            let mins: i64 = (0..16).map(|j| (b.bsums[j] as i64 * m[j * 16 / X::SUB] as i64).abs()).sum();
+            let dy = b.d as f64;
+            (a.d() as f64 * dy).abs() * ints as f64 + (a.dmin() as f64 * dy).abs() * mins as f64
+        })
+        .sum()
 }
