@@ -94,13 +94,15 @@ pub struct MatmulScratch {
     act_pairs: Vec<[i32; 4]>,
 }
 
-/// The activation blocks' scales as f32, Q4_0's offset terms and Q8_0's
-/// 16-bit pairs (`x8::pairs`).
+/// The activation blocks' scales as f32 and what else the kernels read
+/// (`x8::Act`): Q4_0's offset terms, Q8_0's 16-bit pairs, the VNNI
+/// kernels' block sums.
 #[derive(Default)]
 struct X8Scratch {
     d: Vec<f32>,
     offset: Vec<f32>,
     words: Vec<u32>,
+    sums: Vec<i32>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -199,41 +201,54 @@ const MAX_TILE: usize = 8;
 /// of a core's L2).
 const ACT_CHUNK_BYTES: usize = 256 * 1024;
 
-/// The interleaved Q4_0/Q8_0 path. The activations' f32 scales, Q4_0's
-/// offset terms and Q8_0's 16-bit pairs are made once per call.
+/// The interleaved Q4_0/Q8_0 path. What the kernels read beside the
+/// activation blocks (`x8::Needs`: f32 scales, and Q4_0's offset terms,
+/// Q8_0's 16-bit pairs or the VNNI kernels' block sums) is made once per
+/// call.
 fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], s: &mut X8Scratch)
 where
     X::Source: BlockInts,
 {
     let nb = y.len() / n_tokens;
+    let (needs, tile) = (X::needs(isa), X::tile(isa));
+    let sum = |b: &BlockQ8_0| b.qs.iter().map(|&q| q as i32).sum::<i32>();
     s.d.clear();
     s.d.extend(y.iter().map(|b| b.d()));
     s.offset.clear();
-    if X::NEEDS_OFFSET {
-        s.offset.extend(y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as i32).sum::<i32>() as f32));
+    if needs.offset {
+        s.offset.extend(y.iter().map(|b| -8.0 * b.d() * sum(b) as f32));
+    }
+    s.sums.clear();
+    if needs.sums {
+        s.sums.extend(y.iter().map(sum));
     }
     s.words.clear();
-    if X::NEEDS_PAIRS {
-        // Laid out per tile: tiles start at multiples of `X::TILE`, since
+    if needs.pairs {
+        // Laid out per tile: tiles start at multiples of `tile`, since
         // token chunks are whole tiles.
         s.words.resize(y.len() * x8::PAIR_WORDS, 0);
-        y.par_chunks(X::TILE * nb)
-            .zip(s.words.par_chunks_mut(X::TILE * nb * x8::PAIR_WORDS))
+        y.par_chunks(tile * nb)
+            .zip(s.words.par_chunks_mut(tile * nb * x8::PAIR_WORDS))
             .for_each(|(q, p)| x8::pairs(q, q.len() / nb, p));
     }
-    let (d, offset, words): (&[f32], &[f32], &[u32]) = (&s.d, &s.offset, &s.words);
+    let (d, offset, words, sums): (&[f32], &[f32], &[u32], &[i32]) = (&s.d, &s.offset, &s.words, &s.sums);
     let blocks: &[X] = interleaved::cast(w.data);
-    let block_bytes = if X::NEEDS_PAIRS { x8::PAIR_WORDS * 4 } else { std::mem::size_of::<BlockQ8_0>() };
-    for_each_x8_tile(w.rows, n_tokens, nb * block_bytes, X::TILE, out, |g, tokens, o| {
-        let wg = &blocks[g * nb..(g + 1) * nb];
+    let block_bytes = if needs.pairs { x8::PAIR_WORDS * 4 } else { std::mem::size_of::<BlockQ8_0>() };
+    // The parts the kernels do not read are empty.
+    let part = |needed: bool, span: Range<usize>| if needed { span } else { 0..0 };
+    for_each_x8_tile(w.rows, n_tokens, nb * block_bytes, tile, out, |g, tokens, o| {
+        let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
+        let wg = [group(g.start), group(g.end - 1)];
         let span = tokens.start * nb..tokens.end * nb;
+        let words_span = span.start * x8::PAIR_WORDS..span.end * x8::PAIR_WORDS;
         let a = Act {
             q: &y[span.clone()],
             d: &d[span.clone()],
-            offset: if X::NEEDS_OFFSET { &offset[span.clone()] } else { &[] },
-            pairs: if X::NEEDS_PAIRS { &words[span.start * x8::PAIR_WORDS..span.end * x8::PAIR_WORDS] } else { &[] },
+            offset: &offset[part(needs.offset, span.clone())],
+            pairs: &words[part(needs.pairs, words_span)],
+            sums: &sums[part(needs.sums, span)],
         };
-        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8::gemm::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
+        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8::gemm2::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });
 }
 
@@ -254,11 +269,18 @@ fn matmul_x8k<X: X8KDot>(
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
     let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
-    for_each_x8_tile(w.rows, n_tokens, token_bytes, K_TILE, out, |g, tokens, o| {
-        let wg = &blocks[g * nb..(g + 1) * nb];
+    for_each_x8_tile(w.rows, n_tokens, token_bytes, K_TILE, out, |groups, tokens, o| {
         let span = tokens.start * nb..tokens.end * nb;
         let a = ActK { q: &y[span.clone()], pairs: if X::NEEDS_PAIRS { &pairs[span] } else { &[] } };
-        by_tile_len!(o, T in [1 2 3 4] => x8k::gemm::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
+        for (i, g) in groups.enumerate() {
+            let wg = &blocks[g * nb..(g + 1) * nb];
+            let mut og = [[0.0; ROWS]; K_TILE];
+            let og = &mut og[..o.len()];
+            by_tile_len!(og, T in [1 2 3 4] => x8k::gemm::<X, T>(isa, wg, a, og.try_into().expect("tile length")));
+            for (o, og) in o.iter_mut().zip(og.iter()) {
+                o[i * ROWS..(i + 1) * ROWS].copy_from_slice(og);
+            }
+        }
     });
 }
 
@@ -277,41 +299,47 @@ macro_rules! by_tile_len {
 use by_tile_len;
 
 /// The walk of the interleaved paths. Tasks own runs of 8-row groups; each
-/// walks its groups once per chunk of tokens (so the chunk's activations,
-/// `token_bytes` each, stay in L2 while each group's weights stream
-/// through L1), in tiles of up to `tile` tokens. `kernel(g, tokens, o)`
-/// computes group `g`'s outputs for `tokens` into `o` (`tokens.len()` long).
+/// walks its groups two at a time (16 rows, one AVX-512 register's worth)
+/// once per chunk of tokens (so the chunk's activations, `token_bytes`
+/// each, stay in L2 while the groups' weights stream through L1), in
+/// tiles of up to `tile` tokens. `kernel(groups, tokens, o)` computes the
+/// outputs of `groups` (one or two, adjacent) for `tokens` into `o`
+/// (`tokens.len()` long; group `i` of the range in `o[t][8i..8i + 8]`).
 fn for_each_x8_tile(
     rows: usize,
     n_tokens: usize,
     token_bytes: usize,
     tile: usize,
     out: &mut [f32],
-    kernel: impl Fn(usize, Range<usize>, &mut [[f32; ROWS]]) + Sync,
+    kernel: impl Fn(Range<usize>, Range<usize>, &mut [[f32; 2 * ROWS]]) + Sync,
 ) {
     assert!((1..=MAX_TILE).contains(&tile));
     let groups = rows / ROWS;
-    // A few tasks per thread, for balance on a busy machine.
-    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1);
+    // A few tasks per thread, for balance on a busy machine; an even
+    // number of groups per task, so steps of two stay inside a task.
+    let per_task = (groups.div_ceil(rayon::current_num_threads() * 4).max(1) + 1) / 2 * 2;
     let token_chunk = (ACT_CHUNK_BYTES / token_bytes).max(tile) / tile * tile;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let out_ptr = &out_ptr;
         let my_groups = task * per_task..((task + 1) * per_task).min(groups);
-        let mut buf = [[0.0; ROWS]; MAX_TILE];
+        let mut buf = [[0.0; 2 * ROWS]; MAX_TILE];
         for t0 in (0..n_tokens).step_by(token_chunk) {
             let t1 = (t0 + token_chunk).min(n_tokens);
-            for g in my_groups.clone() {
+            for g in my_groups.clone().step_by(2) {
+                let step = g..(g + 2).min(my_groups.end);
+                let n_rows = step.len() * ROWS;
                 for t in (t0..t1).step_by(tile) {
                     let tokens = t..(t + tile).min(t1);
                     let o = &mut buf[..tokens.len()];
-                    kernel(g, tokens, o);
+                    kernel(step.clone(), tokens, o);
                     for (i, v) in o.iter().enumerate() {
-                        // SAFETY: token t+i < n_tokens and rows g*8..g*8+8
-                        // are in bounds (asserted shapes); each (token, row)
-                        // is written by the one task owning group g.
+                        // SAFETY: token t+i < n_tokens and rows g*8 ..
+                        // g*8 + n_rows are in bounds (asserted shapes);
+                        // each (token, row) is written by the one task
+                        // owning its group.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(v.as_ptr(), out_ptr.0.add((t + i) * rows + g * ROWS), ROWS)
+                            std::ptr::copy_nonoverlapping(v.as_ptr(), out_ptr.0.add((t + i) * rows + g * ROWS), n_rows)
                         };
                     }
                 }

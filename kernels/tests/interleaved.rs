@@ -122,6 +122,7 @@ struct Case<X: Interleaved> {
     d: Vec<f32>,
     offset: Vec<f32>,
     pairs: Vec<u32>,
+    sums: Vec<i32>,
 }
 
 impl<X: Interleaved> Case<X>
@@ -138,11 +139,25 @@ where
         let offset = y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as f32).sum::<f32>()).collect();
         let mut pairs = vec![0; y.len() * x8::PAIR_WORDS];
         x8::pairs(&y, t, &mut pairs);
-        Case { rows, w, y, d, offset, pairs }
+        let sums = y.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect();
+        Case { rows, w, y, d, offset, pairs, sums }
+    }
+
+    /// No weights, and this case's activations.
+    fn clone_act(&self) -> Self {
+        Case {
+            rows: vec![],
+            w: vec![],
+            y: self.y.clone(),
+            d: self.d.clone(),
+            offset: self.offset.clone(),
+            pairs: self.pairs.clone(),
+            sums: self.sums.clone(),
+        }
     }
 
     fn act(&self) -> Act<'_> {
-        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs }
+        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs, sums: &self.sums }
     }
 
     /// Sum of |terms| of row j's dot with token t.
@@ -192,6 +207,30 @@ fn check<X: X8Dot, const T: usize>(
                             got[t][j],
                             reference[t][j]
                         );
+                    }
+                }
+            }
+            // Two groups at once (one AVX-512 VNNI kernel over 16 rows, or
+            // the one-group kernel twice): the second group's weights from
+            // another draw, against the same activations.
+            let drawn = Case::<X>::new(&mut rng, nb, T, &|r| make(r, wf), yf);
+            let other = Case { rows: drawn.rows, w: drawn.w, ..case.clone_act() };
+            let mut reference2 = [[0.0; ROWS]; T];
+            x8::reference::<X, T>(&other.w, other.act(), &mut reference2);
+            for isa in Isa::available() {
+                let mut got = [[0.0; x8::ROWS2]; T];
+                x8::gemm2::<X, T>(isa, [&case.w, &other.w], case.act(), &mut got);
+                for t in 0..T {
+                    for (g, (c, want)) in [(&case, &reference), (&other, &reference2)].into_iter().enumerate() {
+                        for j in 0..ROWS {
+                            let (got, want) = (got[t][g * ROWS + j], want[t][j]);
+                            let mag = c.magnitude(j, t);
+                            assert!(
+                                (got as f64 - want as f64).abs() <= TOL * mag + 1e-30,
+                                "{} two groups nb={nb} {wf:?}/{yf:?} group {g} row {j} token {t}: {got} vs {want}",
+                                isa.name()
+                            );
+                        }
                     }
                 }
             }

@@ -17,16 +17,47 @@ use crate::formats::interleaved::{BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
 use crate::formats::BlockQ8_0;
 
 /// `T` activation rows quantized to Q8_0, `nb` blocks each, one after the
-/// other, with each block's scale as f32 and, for Q4_0 weights, its offset
-/// term `-8 * d * sum(q)` (the Q4_0 kernels multiply raw nibbles 0..16 and
-/// add this per block instead of subtracting 8 from every weight), and, for
-/// Q8_0 weights, the values widened to 16-bit pairs by [`pairs`].
+/// other, with each block's scale as f32 and what the kernels of the chosen
+/// instruction set read beside it ([`Needs`]):
+/// - for the AVX2 Q4_0 kernel, the offset term `-8 * d * sum(q)` (it
+///   multiplies raw nibbles 0..16 and adds this per block instead of
+///   subtracting 8 from every weight);
+/// - for the AVX2 Q8_0 kernel, the values widened to 16-bit pairs by
+///   [`pairs`];
+/// - for the AVX-512 VNNI kernels, `sum(q)` as an integer (they multiply
+///   unsigned weights, nibbles or `w + 128`, and start each block's integer
+///   sum from `-8 * sum(q)` or `-128 * sum(q)`, which is exact).
 #[derive(Clone, Copy)]
 pub struct Act<'a> {
     pub q: &'a [BlockQ8_0],
     pub d: &'a [f32],
     pub offset: &'a [f32],
     pub pairs: &'a [u32],
+    pub sums: &'a [i32],
+}
+
+/// Which of [`Act`]'s optional parts a type's kernels read on an
+/// instruction set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs {
+    pub offset: bool,
+    pub pairs: bool,
+    pub sums: bool,
+}
+
+/// Rows per two-group step ([`gemm2`]).
+pub const ROWS2: usize = 2 * ROWS;
+
+/// Whether [`gemm2`] runs one kernel over both groups on `isa` (AVX-512
+/// VNNI), rather than the one-group kernel twice.
+#[inline]
+pub fn two_group_kernel(isa: Isa) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        return cpu_has(Isa::Avx512);
+    }
+    let _ = isa;
+    false
 }
 
 /// 32-bit words per activation block in [`pairs`]' layout.
@@ -60,12 +91,38 @@ pub trait X8Dot: Interleaved {
     const NEEDS_PAIRS: bool;
     /// Tokens per tile the kernels are fastest at (they take 1..=8).
     const TILE: usize;
+    /// What the kernels on `isa` read beside the activation blocks.
+    fn needs(isa: Isa) -> Needs {
+        if two_group_kernel(isa) {
+            Needs { offset: false, pairs: false, sums: true }
+        } else {
+            Needs { offset: Self::NEEDS_OFFSET, pairs: Self::NEEDS_PAIRS, sums: false }
+        }
+    }
+    /// Tokens per tile on `isa`.
+    fn tile(isa: Isa) -> usize {
+        if two_group_kernel(isa) {
+            TILE_VNNI
+        } else {
+            Self::TILE
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
     /// blocks (and scales, and offsets when needed).
     unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]);
+    #[cfg(target_arch = "x86_64")]
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI; both
+    /// groups have `nb` blocks and `act` holds `T * nb` blocks, scales and
+    /// sums.
+    unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]);
 }
+
+/// Tokens per tile of the AVX-512 VNNI kernels: 16 rows x 8 tokens keep
+/// eight unsigned weight chunks and eight accumulators in 32 registers.
+pub const TILE_VNNI: usize = 8;
 
 /// `out[t][j] = dot(row j of w, activation row t)` for the eight rows of one
 /// interleaved group and `T` activation rows.
@@ -76,8 +133,9 @@ where
 {
     let n = w.len() * T;
     assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
-    assert!(!X::NEEDS_OFFSET || act.offset.len() == n, "activation offsets missing");
-    assert!(!X::NEEDS_PAIRS || act.pairs.len() == n * PAIR_WORDS, "activation pairs missing");
+    let needs = X::needs(Isa::Avx2);
+    assert!(!needs.offset || act.offset.len() == n, "activation offsets missing");
+    assert!(!needs.pairs || act.pairs.len() == n * PAIR_WORDS, "activation pairs missing");
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
@@ -88,6 +146,35 @@ where
         // No NEON kernels for these layouts: the runtime interleaves only on
         // x86-64, and other callers get the reference.
         _ => reference::<X, T>(w, act, out),
+    }
+}
+
+/// [`gemm`] for two interleaved groups of `nb` blocks each: rows 0..8 of
+/// `out[t]` from `w[0]`, 8..16 from `w[1]`. On AVX-512 VNNI one kernel
+/// covers both (a 512-bit register holds a chunk of 16 rows); elsewhere it
+/// is [`gemm`] twice. Pass the same group twice to get one group's rows.
+#[inline]
+pub fn gemm2<X: X8Dot, const T: usize>(isa: Isa, w: [&[X]; 2], act: Act, out: &mut [[f32; ROWS2]; T])
+where
+    X::Source: BlockInts,
+{
+    assert_eq!(w[0].len(), w[1].len(), "groups of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    if two_group_kernel(isa) {
+        let n = w[0].len() * T;
+        assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
+        assert!(act.sums.len() == n, "activation sums missing");
+        // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI and, with it here, AVX2,
+        // FMA and F16C (`two_group_kernel`); lengths are checked above.
+        unsafe { X::avx512::<T>(w, act, out) };
+        return;
+    }
+    for (g, w) in w.into_iter().enumerate() {
+        let mut o = [[0.0; ROWS]; T];
+        gemm::<X, T>(isa, w, act, &mut o);
+        for (out, o) in out.iter_mut().zip(o) {
+            out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
+        }
     }
 }
 
@@ -189,6 +276,12 @@ mod avx2 {
         const NEEDS_PAIRS: bool = false;
         const TILE: usize = 4;
 
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
+            // SAFETY: the caller's contract is the kernel's.
+            unsafe { super::avx512::gemm::<Self, T>(w, act, out) }
+        }
+
         /// Nibbles 0..16 times activations in 16-bit pair sums (eight of
         /// them stay below 8 * 2 * 15 * 128 < 2^15), one 32-bit widening per
         /// block, and the `-8` folded in through the block's offset term.
@@ -236,6 +329,12 @@ mod avx2 {
         const NEEDS_PAIRS: bool = true;
         const TILE: usize = 8;
 
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
+            // SAFETY: the caller's contract is the kernel's.
+            unsafe { super::avx512::gemm::<Self, T>(w, act, out) }
+        }
+
         /// 16-bit multiplies: each weight chunk is split into its even and
         /// odd bytes, sign-extended in place (`w << 8 >> 8`, `w >> 8`), and
         /// `madd` against the matching activation pairs gives each row's
@@ -281,6 +380,135 @@ mod avx2 {
                 }
             }
             store(acc, out);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::super::prefetch;
+    use super::*;
+    use core::arch::x86_64::*;
+
+    /// The unsigned weights of one block of two groups, chunk by chunk:
+    /// lanes 0..8 of `chunks()[c]` hold group 0's rows' chunk `c` (the four
+    /// weights that meet activation chunk `c`), lanes 8..16 group 1's.
+    pub(super) trait Unsigned: Sized {
+        /// `w + BIAS` is what `chunks` holds.
+        const BIAS_SHIFT: u32;
+        /// # Safety
+        /// The CPU must have AVX-512 F/BW.
+        unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8];
+        fn scales(&self) -> &[half::f16; ROWS];
+    }
+
+    /// 32 bytes at `a` and 32 at `b` as one register, `a` in the low half.
+    ///
+    /// # Safety
+    /// Both point to 32 readable bytes; the CPU has AVX-512 F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn join(a: *const u8, b: *const u8) -> __m512i {
+        // SAFETY: two unaligned 32-byte loads, in bounds by the contract.
+        unsafe {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(a.cast())), _mm256_loadu_si256(b.cast()))
+        }
+    }
+
+    impl Unsigned for BlockQ4_0x8 {
+        /// Nibbles are `w + 8`.
+        const BIAS_SHIFT: u32 = 3;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
+            let low = _mm512_set1_epi8(0x0F);
+            // SAFETY: four 32-byte loads inside each block's 128-byte `qs`.
+            let raw: [__m512i; 4] =
+                std::array::from_fn(|g| unsafe { join(a.qs.as_ptr().add(32 * g), b.qs.as_ptr().add(32 * g)) });
+            // As in the AVX2 kernel: chunk c < 4 is raw[c]'s low nibbles,
+            // chunk c >= 4 raw[c - 4]'s high nibbles.
+            std::array::from_fn(|c| {
+                if c < 4 {
+                    _mm512_and_si512(raw[c], low)
+                } else {
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(raw[c - 4]), low)
+                }
+            })
+        }
+        fn scales(&self) -> &[half::f16; ROWS] {
+            &self.d
+        }
+    }
+
+    impl Unsigned for BlockQ8_0x8 {
+        /// `w ^ 0x80` is `w + 128` as an unsigned byte.
+        const BIAS_SHIFT: u32 = 7;
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
+            let flip = _mm512_set1_epi8(-128);
+            let (a, b) = (a.qs.as_ptr().cast::<u8>(), b.qs.as_ptr().cast::<u8>());
+            // SAFETY: eight 32-byte loads inside each block's 256-byte `qs`.
+            std::array::from_fn(|c| _mm512_xor_si512(unsafe { join(a.add(32 * c), b.add(32 * c)) }, flip))
+        }
+        fn scales(&self) -> &[half::f16; ROWS] {
+            &self.d
+        }
+    }
+
+    /// Sixteen rows x `T` tokens: per block and token, the integer sum
+    /// starts at `-BIAS * sum(y)` and takes eight `vpdpbusd` (unsigned
+    /// weights times signed activation chunks, broadcast from memory, four
+    /// products per 32-bit lane, no saturation), so it ends exact; then one
+    /// conversion and one FMA by the two scales, as ggml's
+    /// `sumf += (dx * dy) * sumi`.
+    ///
+    /// # Safety
+    /// As for [`X8Dot::avx512`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn gemm<X: Unsigned, const T: usize>(w: [&[X]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
+        let nb = w[0].len();
+        let mut q: [*const BlockQ8_0; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
+        let mut d: [*const f32; T] = std::array::from_fn(|t| act.d.as_ptr().wrapping_add(t * nb));
+        let mut sums: [*const i32; T] = std::array::from_fn(|t| act.sums.as_ptr().wrapping_add(t * nb));
+        let mut acc = [_mm512_setzero_ps(); T];
+        for (wa, wb) in w[0].iter().zip(w[1]) {
+            if T == 1 {
+                prefetch(wa);
+                prefetch(wb);
+            }
+            let dw = {
+                // SAFETY: 16-byte unaligned loads of the eight f16 scales.
+                let (a, b) = unsafe {
+                    (_mm_loadu_si128(wa.scales().as_ptr().cast()), _mm_loadu_si128(wb.scales().as_ptr().cast()))
+                };
+                _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b))
+            };
+            // SAFETY: the CPU has AVX-512 F/BW (this function's features).
+            let wq = unsafe { X::chunks(wa, wb) };
+            for t in 0..T {
+                // SAFETY: block b < nb of token t < T: in bounds, as `act`
+                // holds T * nb blocks, scales and sums (the caller's
+                // contract); the pointers advance one block per step.
+                let (y, dy, sy) = unsafe { (&*q[t], *d[t], *sums[t]) };
+                let mut s = _mm512_set1_epi32(-(sy << X::BIAS_SHIFT));
+                for (c, wq) in wq.iter().enumerate() {
+                    // SAFETY: four bytes at 4c inside the block's 32 `qs`.
+                    let yc = unsafe { std::ptr::read_unaligned(y.qs.as_ptr().add(4 * c).cast::<i32>()) };
+                    s = _mm512_dpbusd_epi32(s, *wq, _mm512_set1_epi32(yc));
+                }
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(s), acc[t]);
+            }
+            for t in 0..T {
+                q[t] = q[t].wrapping_add(1);
+                d[t] = d[t].wrapping_add(1);
+                sums[t] = sums[t].wrapping_add(1);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: writes exactly the sixteen floats of `o`; unaligned.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
         }
     }
 }
