@@ -189,11 +189,6 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
     });
 }
 
-/// Tokens per kernel call on the interleaved K-quant path: 8 rows x 4
-/// tokens keeps the unpacked weights and the accumulators in the 16 AVX2
-/// registers. (The Q4_0/Q8_0 kernels say their own, `X8Dot::TILE`.)
-const K_TILE: usize = 4;
-
 /// The most tokens any interleaved kernel takes at once.
 const MAX_TILE: usize = 8;
 
@@ -269,18 +264,12 @@ fn matmul_x8k<X: X8KDot>(
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
     let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
-    for_each_x8_tile(w.rows, n_tokens, token_bytes, K_TILE, out, |groups, tokens, o| {
+    for_each_x8_tile(w.rows, n_tokens, token_bytes, x8k::tile::<X>(isa), out, |g, tokens, o| {
+        let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
+        let wg = [group(g.start), group(g.end - 1)];
         let span = tokens.start * nb..tokens.end * nb;
         let a = ActK { q: &y[span.clone()], pairs: if X::NEEDS_PAIRS { &pairs[span] } else { &[] } };
-        for (i, g) in groups.enumerate() {
-            let wg = &blocks[g * nb..(g + 1) * nb];
-            let mut og = [[0.0; ROWS]; K_TILE];
-            let og = &mut og[..o.len()];
-            by_tile_len!(og, T in [1 2 3 4] => x8k::gemm::<X, T>(isa, wg, a, og.try_into().expect("tile length")));
-            for (o, og) in o.iter_mut().zip(og.iter()) {
-                o[i * ROWS..(i + 1) * ROWS].copy_from_slice(og);
-            }
-        }
+        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8k::gemm2::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });
 }
 

@@ -17,6 +17,7 @@ use half::f16;
 use qllama_kernels::formats::interleaved::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, K4Scales, ROWS};
 use qllama_kernels::formats::{BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
 use qllama_kernels::simd::scalar::{self, SuperBlock};
+use qllama_kernels::simd::x8;
 use qllama_kernels::simd::x8k::{self, pair_sums, ActK, X8KDot};
 use qllama_kernels::simd::Isa;
 
@@ -195,6 +196,30 @@ fn check<X: X8KDot, const T: usize>(
                     }
                 }
             }
+            // Two groups at once (one AVX-512 VNNI kernel over 16 rows, or
+            // the one-group kernel twice), the second group from another
+            // draw against the same activations.
+            let rows2: Vec<Vec<X::Source>> = (0..ROWS).map(|_| (0..nb).map(|_| make(&mut rng, wf)).collect()).collect();
+            let w2: Vec<X> = (0..nb).map(|b| X::from_rows(std::array::from_fn(|j| &rows2[j][b]))).collect();
+            let mut reference2 = [[0.0; ROWS]; T];
+            x8k::reference::<X, T>(&w2, act, &mut reference2);
+            for isa in Isa::available() {
+                let mut got = [[0.0; x8::ROWS2]; T];
+                x8k::gemm2::<X, T>(isa, [&w, &w2], act, &mut got);
+                for t in 0..T {
+                    for (g, (rows, want)) in [(&rows, &reference), (&rows2, &reference2)].into_iter().enumerate() {
+                        for j in 0..ROWS {
+                            let (got, want) = (got[t][g * ROWS + j], want[t][j]);
+                            let mag = k_magnitude(&rows[j], &y[t * nb..(t + 1) * nb]);
+                            assert!(
+                                (got as f64 - want as f64).abs() <= TOL * mag + 1e-30,
+                                "{} two groups nb={nb} {wf:?}/{yf:?} group {g} row {j} token {t}: {got} vs {want}",
+                                isa.name()
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -205,6 +230,8 @@ fn check_tiles<X: X8KDot>(make: fn(&mut Rng, Fill) -> X::Source, one_row: fn(&[X
     check::<X, 2>(make, one_row);
     check::<X, 3>(make, one_row);
     check::<X, 4>(make, one_row);
+    check::<X, 5>(make, one_row);
+    check::<X, 8>(make, one_row);
 }
 
 #[test]

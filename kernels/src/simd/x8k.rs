@@ -11,6 +11,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::cpu_has;
 use super::scalar::{KDotAcc, SuperBlock};
+use super::x8::{two_group_kernel, ROWS2};
 use super::Isa;
 use crate::formats::interleaved::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, ROWS};
 use crate::formats::BlockQ8K;
@@ -36,11 +37,65 @@ pub fn pair_sums(y: &BlockQ8K) -> [i32; 4] {
 pub trait X8KDot: Interleaved<Source: SuperBlock> {
     /// Whether the kernels read [`ActK::pairs`] (the formats with mins).
     const NEEDS_PAIRS: bool = true;
+    /// Tokens per tile of the two-group AVX-512 kernel.
+    const TILE_VNNI: usize = 4;
     #[cfg(target_arch = "x86_64")]
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
     /// super-blocks, and as many pair sums when the type needs them.
     unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]);
+    #[cfg(target_arch = "x86_64")]
+    /// Two groups of `nb` super-blocks each; by default the AVX2 kernel
+    /// on each.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI; `act`
+    /// as for [`X8KDot::avx2`].
+    unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
+        for (g, w) in w.into_iter().enumerate() {
+            let mut o = [[0.0; ROWS]; T];
+            // SAFETY: the caller's contract covers the AVX2 kernel's.
+            unsafe { Self::avx2::<T>(w, act, &mut o) };
+            for (out, o) in out.iter_mut().zip(o) {
+                out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
+            }
+        }
+    }
+}
+
+/// Tokens per tile on `isa` (the interleaved K walk's tile). On AVX2, 8
+/// rows x 4 tokens keeps the unpacked weights and the accumulators in the
+/// 16 registers.
+pub fn tile<X: X8KDot>(isa: Isa) -> usize {
+    if two_group_kernel(isa) {
+        X::TILE_VNNI
+    } else {
+        4
+    }
+}
+
+/// [`gemm`] for two interleaved groups of `nb` super-blocks each: rows 0..8
+/// of `out[t]` from `w[0]`, 8..16 from `w[1]` (as `x8::gemm2`).
+#[inline]
+pub fn gemm2<X: X8KDot, const T: usize>(isa: Isa, w: [&[X]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
+    assert_eq!(w[0].len(), w[1].len(), "groups of different lengths");
+    #[cfg(target_arch = "x86_64")]
+    if two_group_kernel(isa) {
+        let n = w[0].len() * T;
+        assert!(act.q.len() == n, "activations do not match the weights");
+        assert!(!X::NEEDS_PAIRS || act.pairs.len() == n, "activation pair sums missing");
+        // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI and AVX2, FMA, F16C
+        // (`two_group_kernel`); lengths are checked above.
+        unsafe { X::avx512::<T>(w, act, out) };
+        return;
+    }
+    for (g, w) in w.into_iter().enumerate() {
+        let mut o = [[0.0; ROWS]; T];
+        gemm::<X, T>(isa, w, act, &mut o);
+        for (out, o) in out.iter_mut().zip(o) {
+            out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
+        }
+    }
 }
 
 /// `out[t][j] = dot(row j of w, activation row t)` for the eight rows of one
@@ -86,7 +141,7 @@ mod avx2 {
     /// scales, 64..128 the mins.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn unpack_scales(p: &[u8; 96], out: &mut [u8; 128]) {
+    pub(super) fn unpack_scales(p: &[u8; 96], out: &mut [u8; 128]) {
         // SAFETY: three 32-byte loads inside the 96 bytes of `p`, four
         // stores inside the 128 bytes of `out`; all unaligned.
         unsafe {
@@ -143,7 +198,7 @@ mod avx2 {
 
     /// Q4_K and Q5_K, which share one kernel: the same scales, mins and
     /// nibbles, Q5_K adding a fifth bit per weight from `qh`.
-    trait K4Family {
+    pub(super) trait K4Family {
         /// Chunks per 16-bit sum (see [`k4_sub_block`]).
         const RUN: usize;
         fn d_dmin(&self) -> (&[half::f16; ROWS], &[half::f16; ROWS]);
@@ -174,9 +229,15 @@ mod avx2 {
             }
 
             impl X8KDot for $x {
+                const TILE_VNNI: usize = 8;
                 #[target_feature(enable = "avx2,fma,f16c")]
                 unsafe fn avx2<const T: usize>(w: &[Self], act: ActK, out: &mut [[f32; ROWS]; T]) {
                     k4_gemm::<Self, T>(w, act, out)
+                }
+                #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+                unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
+                    // SAFETY: the caller's contract is the kernel's.
+                    unsafe { super::avx512::k4_gemm::<Self, T>(w, act, out) }
                 }
             }
         };
@@ -411,6 +472,138 @@ mod avx2 {
         for (o, a) in out.iter_mut().zip(acc) {
             // SAFETY: writes exactly the eight floats of `o`; unaligned.
             unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::avx2::{unpack_scales, K4Family};
+    use super::*;
+    use core::arch::x86_64::*;
+
+    /// 32 bytes at `a` and 32 at `b` as one register, `a` in the low half.
+    ///
+    /// # Safety
+    /// Both point to 32 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn join(a: *const u8, b: *const u8) -> __m512i {
+        // SAFETY: two unaligned 32-byte loads, in bounds by the contract.
+        unsafe {
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(a.cast())), _mm256_loadu_si256(b.cast()))
+        }
+    }
+
+    /// 16 bytes at `a` and 16 at `b`, `a` in the low half.
+    ///
+    /// # Safety
+    /// Both point to 16 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn join128(a: *const u8, b: *const u8) -> __m256i {
+        // SAFETY: two unaligned 16-byte loads, in bounds by the contract.
+        unsafe {
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(a.cast())), _mm_loadu_si128(b.cast()))
+        }
+    }
+
+    /// Sixteen rows' f16 scales as f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    fn halves16(a: &[half::f16; ROWS], b: &[half::f16; ROWS]) -> __m512 {
+        // SAFETY: the 16 bytes of each array.
+        _mm512_cvtph_ps(unsafe { join128(a.as_ptr().cast(), b.as_ptr().cast()) })
+    }
+
+    /// Q4_K and Q5_K on sixteen rows: per sub-block and token, eight
+    /// `vpdpbusd` (levels 0..32 times signed activation chunks, exact in
+    /// 32 bits) and one multiply by the rows' 6-bit scales; per
+    /// super-block, the mins against the activation pair sums with
+    /// `vpdpwssd`, and the two f16 scales.
+    ///
+    /// # Safety
+    /// As for [`X8KDot::avx512`]: `act` holds `T * nb` super-blocks and
+    /// pair sums.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn k4_gemm<X: K4Family, const T: usize>(w: [&[X]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
+        let nb = w[0].len();
+        let ys: [*const BlockQ8K; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
+        let pairs: [*const [i32; 4]; T] = std::array::from_fn(|t| act.pairs.as_ptr().wrapping_add(t * nb));
+        let mut acc = [_mm512_setzero_ps(); T];
+        let (mut va, mut vb) = ([0u8; 128], [0u8; 128]);
+        let (nib, sixteen) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+        for (b, (wa, wb)) in w[0].iter().zip(w[1]).enumerate() {
+            if T == 1 {
+                super::super::prefetch(wa);
+                super::super::prefetch(wb);
+            }
+            // SAFETY: b < nb and t < T, so each pointer stays inside the
+            // T * nb blocks and pair sums of the caller's contract.
+            let y: [&BlockQ8K; T] = std::array::from_fn(|t| unsafe { &*ys[t].add(b) });
+            unpack_scales(wa.scales(), &mut va);
+            unpack_scales(wb.scales(), &mut vb);
+            let mut isum = [_mm512_setzero_si512(); T];
+            for s in 0..8 {
+                // Row j's scale of sub-block s in 32-bit lane j (group 1's
+                // rows in lanes 8..16).
+                let sc = {
+                    // SAFETY: 8 bytes at 8s < 64 of each 128-byte array.
+                    let (a, b) = unsafe {
+                        (_mm_loadl_epi64(va.as_ptr().add(8 * s).cast()), _mm_loadl_epi64(vb.as_ptr().add(8 * s).cast()))
+                    };
+                    _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(a, b))
+                };
+                let bit = _mm512_set1_epi8(1 << s);
+                let q: [__m512i; 8] = std::array::from_fn(|c| {
+                    let at = 32 * (8 * (s / 2) + c);
+                    // SAFETY: s < 8 and c < 8, so chunk 8 (s / 2) + c < 32:
+                    // 32 bytes inside each group's 1024 bytes of `qs`.
+                    let raw = unsafe { join(wa.qs().as_ptr().add(at), wb.qs().as_ptr().add(at)) };
+                    let q = _mm512_and_si512(if s % 2 == 1 { _mm512_srli_epi16::<4>(raw) } else { raw }, nib);
+                    match (wa.qh(), wb.qh()) {
+                        (Some(ha), Some(hb)) => {
+                            // SAFETY: chunk c < 8: 32 bytes inside each
+                            // group's 256 bytes of `qh`.
+                            let h = unsafe { join(ha.as_ptr().add(32 * c), hb.as_ptr().add(32 * c)) };
+                            // The fifth bit (bit s of the qh byte) adds 16.
+                            _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(h, bit), q, sixteen)
+                        }
+                        _ => q,
+                    }
+                });
+                for (isum, y) in isum.iter_mut().zip(&y) {
+                    let mut sum = _mm512_setzero_si512();
+                    for (c, q) in q.iter().enumerate() {
+                        // SAFETY: 32 s + 4 c + 4 <= 256, inside `qs`.
+                        let yc = unsafe { y.qs.as_ptr().add(32 * s + 4 * c).cast::<i32>().read_unaligned() };
+                        sum = _mm512_dpbusd_epi32(sum, *q, _mm512_set1_epi32(yc));
+                    }
+                    *isum = _mm512_add_epi32(*isum, _mm512_mullo_epi32(sum, sc));
+                }
+            }
+            // Pair p's mins of the 16 rows as 16-bit pairs (K4Scales' order).
+            // SAFETY: 16 bytes at 64 + 16p <= 112 of each 128-byte array.
+            let mins: [__m512i; 4] = std::array::from_fn(|p| {
+                _mm512_cvtepu8_epi16(unsafe { join128(va.as_ptr().add(64 + 16 * p), vb.as_ptr().add(64 + 16 * p)) })
+            });
+            let (da, dmin_a) = wa.d_dmin();
+            let (db, dmin_b) = wb.d_dmin();
+            let (d, dmin) = (halves16(da, db), halves16(dmin_a, dmin_b));
+            for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: as for `y` above.
+                let pair = unsafe { &*pairs[t].add(b) };
+                let m = (0..4)
+                    .fold(_mm512_setzero_si512(), |m, p| _mm512_dpwssd_epi32(m, mins[p], _mm512_set1_epi32(pair[p])));
+                let dy = _mm512_set1_ps(y[t].d);
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(d, dy), _mm512_cvtepi32_ps(isum[t]), *acc);
+                *acc = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, dy), _mm512_cvtepi32_ps(m), *acc);
+            }
+        }
+        for (o, a) in out.iter_mut().zip(acc) {
+            // SAFETY: writes exactly the sixteen floats of `o`; unaligned.
+            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
         }
     }
 }
