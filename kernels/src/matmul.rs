@@ -96,13 +96,13 @@ pub struct MatmulScratch {
 
 /// The activation blocks' scales as f32 and what else the kernels read
 /// (`x8::Act`): Q4_0's offset terms, Q8_0's 16-bit pairs, the VNNI
-/// kernels' block sums.
+/// kernels' bias terms.
 #[derive(Default)]
 struct X8Scratch {
     d: Vec<f32>,
     offset: Vec<f32>,
     words: Vec<u32>,
-    sums: Vec<i32>,
+    bias: Vec<i32>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -198,7 +198,7 @@ const ACT_CHUNK_BYTES: usize = 256 * 1024;
 
 /// The interleaved Q4_0/Q8_0 path. What the kernels read beside the
 /// activation blocks (`x8::Needs`: f32 scales, and Q4_0's offset terms,
-/// Q8_0's 16-bit pairs or the VNNI kernels' block sums) is made once per
+/// Q8_0's 16-bit pairs or the VNNI kernels' bias terms) is made once per
 /// call.
 fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], s: &mut X8Scratch)
 where
@@ -213,9 +213,9 @@ where
     if needs.offset {
         s.offset.extend(y.iter().map(|b| -8.0 * b.d() * sum(b) as f32));
     }
-    s.sums.clear();
-    if needs.sums {
-        s.sums.extend(y.iter().map(sum));
+    s.bias.clear();
+    if needs.bias {
+        s.bias.extend(y.iter().map(|b| -X::BIAS * sum(b)));
     }
     s.words.clear();
     if needs.pairs {
@@ -226,7 +226,7 @@ where
             .zip(s.words.par_chunks_mut(tile * nb * x8::PAIR_WORDS))
             .for_each(|(q, p)| x8::pairs(q, q.len() / nb, p));
     }
-    let (d, offset, words, sums): (&[f32], &[f32], &[u32], &[i32]) = (&s.d, &s.offset, &s.words, &s.sums);
+    let (d, offset, words, bias): (&[f32], &[f32], &[u32], &[i32]) = (&s.d, &s.offset, &s.words, &s.bias);
     let blocks: &[X] = interleaved::cast(w.data);
     let block_bytes = if needs.pairs { x8::PAIR_WORDS * 4 } else { std::mem::size_of::<BlockQ8_0>() };
     // The parts the kernels do not read are empty.
@@ -241,7 +241,7 @@ where
             d: &d[span.clone()],
             offset: &offset[part(needs.offset, span.clone())],
             pairs: &words[part(needs.pairs, words_span)],
-            sums: &sums[part(needs.sums, span)],
+            bias: &bias[part(needs.bias, span)],
         };
         by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8::gemm2::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });

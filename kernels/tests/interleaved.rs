@@ -122,10 +122,10 @@ struct Case<X: Interleaved> {
     d: Vec<f32>,
     offset: Vec<f32>,
     pairs: Vec<u32>,
-    sums: Vec<i32>,
+    bias: Vec<i32>,
 }
 
-impl<X: Interleaved> Case<X>
+impl<X: X8Dot> Case<X>
 where
     X::Source: BlockInts,
 {
@@ -139,8 +139,8 @@ where
         let offset = y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as f32).sum::<f32>()).collect();
         let mut pairs = vec![0; y.len() * x8::PAIR_WORDS];
         x8::pairs(&y, t, &mut pairs);
-        let sums = y.iter().map(|b| b.qs.iter().map(|&q| q as i32).sum()).collect();
-        Case { rows, w, y, d, offset, pairs, sums }
+        let bias = y.iter().map(|b| -X::BIAS * b.qs.iter().map(|&q| q as i32).sum::<i32>()).collect();
+        Case { rows, w, y, d, offset, pairs, bias }
     }
 
     /// No weights, and this case's activations.
@@ -152,12 +152,12 @@ where
             d: self.d.clone(),
             offset: self.offset.clone(),
             pairs: self.pairs.clone(),
-            sums: self.sums.clone(),
+            bias: self.bias.clone(),
         }
     }
 
     fn act(&self) -> Act<'_> {
-        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs, sums: &self.sums }
+        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs, bias: &self.bias }
     }
 
     /// Sum of |terms| of row j's dot with token t.

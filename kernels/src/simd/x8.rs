@@ -24,16 +24,16 @@ use crate::formats::BlockQ8_0;
 ///   subtracting 8 from every weight);
 /// - for the AVX2 Q8_0 kernel, the values widened to 16-bit pairs by
 ///   [`pairs`];
-/// - for the AVX-512 VNNI kernels, `sum(q)` as an integer (they multiply
-///   unsigned weights, nibbles or `w + 128`, and start each block's integer
-///   sum from `-8 * sum(q)` or `-128 * sum(q)`, which is exact).
+/// - for the AVX-512 VNNI kernels, `-X8Dot::BIAS * sum(q)` as an integer
+///   (they multiply unsigned weights, `w + BIAS`, and start each block's
+///   integer sum from this, which is exact).
 #[derive(Clone, Copy)]
 pub struct Act<'a> {
     pub q: &'a [BlockQ8_0],
     pub d: &'a [f32],
     pub offset: &'a [f32],
     pub pairs: &'a [u32],
-    pub sums: &'a [i32],
+    pub bias: &'a [i32],
 }
 
 /// Which of [`Act`]'s optional parts a type's kernels read on an
@@ -42,7 +42,7 @@ pub struct Act<'a> {
 pub struct Needs {
     pub offset: bool,
     pub pairs: bool,
-    pub sums: bool,
+    pub bias: bool,
 }
 
 /// Rows per two-group step ([`gemm2`]).
@@ -91,12 +91,15 @@ pub trait X8Dot: Interleaved {
     const NEEDS_PAIRS: bool;
     /// Tokens per tile the kernels are fastest at (they take 1..=8).
     const TILE: usize;
+    /// What the VNNI kernels add to each weight to make it unsigned
+    /// (Q4_0's nibbles are `w + 8`; Q8_0's `w ^ 0x80` is `w + 128`).
+    const BIAS: i32;
     /// What the kernels on `isa` read beside the activation blocks.
     fn needs(isa: Isa) -> Needs {
         if two_group_kernel(isa) {
-            Needs { offset: false, pairs: false, sums: true }
+            Needs { offset: false, pairs: false, bias: true }
         } else {
-            Needs { offset: Self::NEEDS_OFFSET, pairs: Self::NEEDS_PAIRS, sums: false }
+            Needs { offset: Self::NEEDS_OFFSET, pairs: Self::NEEDS_PAIRS, bias: false }
         }
     }
     /// Tokens per tile on `isa`.
@@ -163,7 +166,7 @@ where
     if two_group_kernel(isa) {
         let n = w[0].len() * T;
         assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
-        assert!(act.sums.len() == n, "activation sums missing");
+        assert!(act.bias.len() == n, "activation bias terms missing");
         // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI and, with it here, AVX2,
         // FMA and F16C (`two_group_kernel`); lengths are checked above.
         unsafe { X::avx512::<T>(w, act, out) };
@@ -275,6 +278,7 @@ mod avx2 {
         const NEEDS_OFFSET: bool = true;
         const NEEDS_PAIRS: bool = false;
         const TILE: usize = 4;
+        const BIAS: i32 = 8;
 
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
@@ -328,6 +332,7 @@ mod avx2 {
         const NEEDS_OFFSET: bool = false;
         const NEEDS_PAIRS: bool = true;
         const TILE: usize = 8;
+        const BIAS: i32 = 128;
 
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
@@ -390,12 +395,10 @@ mod avx512 {
     use super::*;
     use core::arch::x86_64::*;
 
-    /// The unsigned weights of one block of two groups, chunk by chunk:
+    /// The unsigned weights (`w + X8Dot::BIAS`) of one block of two groups, chunk by chunk:
     /// lanes 0..8 of `chunks()[c]` hold group 0's rows' chunk `c` (the four
     /// weights that meet activation chunk `c`), lanes 8..16 group 1's.
     pub(super) trait Unsigned: Sized {
-        /// `w + BIAS` is what `chunks` holds.
-        const BIAS_SHIFT: u32;
         /// # Safety
         /// The CPU must have AVX-512 F/BW.
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8];
@@ -416,8 +419,6 @@ mod avx512 {
     }
 
     impl Unsigned for BlockQ4_0x8 {
-        /// Nibbles are `w + 8`.
-        const BIAS_SHIFT: u32 = 3;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw")]
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
@@ -441,8 +442,6 @@ mod avx512 {
     }
 
     impl Unsigned for BlockQ8_0x8 {
-        /// `w ^ 0x80` is `w + 128` as an unsigned byte.
-        const BIAS_SHIFT: u32 = 7;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw")]
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
@@ -457,7 +456,7 @@ mod avx512 {
     }
 
     /// Sixteen rows x `T` tokens: per block and token, the integer sum
-    /// starts at `-BIAS * sum(y)` and takes eight `vpdpbusd` (unsigned
+    /// starts at `-BIAS * sum(y)` ([`Act::bias`]) and takes eight `vpdpbusd` (unsigned
     /// weights times signed activation chunks, broadcast from memory, four
     /// products per 32-bit lane, no saturation), so it ends exact; then one
     /// conversion and one FMA by the two scales, as ggml's
@@ -471,7 +470,7 @@ mod avx512 {
         let nb = w[0].len();
         let mut q: [*const BlockQ8_0; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
         let mut d: [*const f32; T] = std::array::from_fn(|t| act.d.as_ptr().wrapping_add(t * nb));
-        let mut sums: [*const i32; T] = std::array::from_fn(|t| act.sums.as_ptr().wrapping_add(t * nb));
+        let mut bias: [*const i32; T] = std::array::from_fn(|t| act.bias.as_ptr().wrapping_add(t * nb));
         let mut acc = [_mm512_setzero_ps(); T];
         for (wa, wb) in w[0].iter().zip(w[1]) {
             if T == 1 {
@@ -491,8 +490,8 @@ mod avx512 {
                 // SAFETY: block b < nb of token t < T: in bounds, as `act`
                 // holds T * nb blocks, scales and sums (the caller's
                 // contract); the pointers advance one block per step.
-                let (y, dy, sy) = unsafe { (&*q[t], *d[t], *sums[t]) };
-                let mut s = _mm512_set1_epi32(-(sy << X::BIAS_SHIFT));
+                let (y, dy, bias) = unsafe { (&*q[t], *d[t], *bias[t]) };
+                let mut s = _mm512_set1_epi32(bias);
                 for (c, wq) in wq.iter().enumerate() {
                     // SAFETY: four bytes at 4c inside the block's 32 `qs`.
                     let yc = unsafe { std::ptr::read_unaligned(y.qs.as_ptr().add(4 * c).cast::<i32>()) };
@@ -503,7 +502,7 @@ mod avx512 {
             for t in 0..T {
                 q[t] = q[t].wrapping_add(1);
                 d[t] = d[t].wrapping_add(1);
-                sums[t] = sums[t].wrapping_add(1);
+                bias[t] = bias[t].wrapping_add(1);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -518,10 +517,12 @@ impl X8Dot for BlockQ4_0x8 {
     const NEEDS_OFFSET: bool = true;
     const NEEDS_PAIRS: bool = false;
     const TILE: usize = 4;
+    const BIAS: i32 = 8;
 }
 #[cfg(not(target_arch = "x86_64"))]
 impl X8Dot for BlockQ8_0x8 {
     const NEEDS_OFFSET: bool = false;
     const NEEDS_PAIRS: bool = false;
     const TILE: usize = 4;
+    const BIAS: i32 = 128;
 }
