@@ -168,8 +168,12 @@ fn greedy_matches_llama_cpp_quantized_up_to_near_ties() {
 fn batch_modes_agree() {
     let model = Model::open(shared().join("tiny-llama2-gguf/tiny-llama2-q8_0.gguf")).unwrap();
     let tok = Tokenizer::from_gguf(&model.file).unwrap();
-    let ids = tok.encode("In the beginning God created the heaven and the earth.", true).unwrap();
+    // Over two attention tiles (`attn::TILE` tokens), so prompt batches
+    // take the tiled attention and single tokens the per-row one.
+    let text = "In the beginning God created the heaven and the earth. And the earth was without form, and void.";
+    let ids = tok.encode(text, true).unwrap();
     let n = ids.len();
+    assert!(n >= 2 * qllama_kernels::simd::attn::TILE + 3, "{n} tokens");
     let n_vocab = model.hp.n_vocab;
     let seq_batch = |seq| -> Vec<BatchToken> {
         ids.iter().enumerate().map(|(pos, &token)| BatchToken { token, pos, seq }).collect()
@@ -209,12 +213,33 @@ fn batch_modes_agree() {
         assert!(max_diff(s.logits(2 * i + 1), want) < 1e-4);
     }
 
-    // F16 cache: close to F32 (f16 keeps ~11 bits), and the same argmax.
+    // Two sequences back to back: a tile holds the end of one and the
+    // start of the other, each attending to its own keys.
+    let mut kv3 = model.new_kv_cache(64, 2, KvType::F32).unwrap();
+    let both: Vec<BatchToken> = seq_batch(1).into_iter().chain(seq_batch(0)).collect();
+    model.forward(&both, &mut kv3, &mut s, LogitRows::All).unwrap();
+    for i in 0..2 * n {
+        let want = &batched[(i % n) * n_vocab..(i % n + 1) * n_vocab];
+        assert!(max_diff(s.logits(i), want) < 1e-4, "back to back, row {i}");
+    }
+
+    // F16 cache: close to F32 (f16 keeps ~11 bits), and the same argmax;
+    // batched (tiles) and token by token (rows) agree to f32 rounding.
     let mut kvh = model.new_kv_cache(64, 1, KvType::F16).unwrap();
-    model.forward(&seq_batch(0), &mut kvh, &mut s, LogitRows::Last).unwrap();
+    model.forward(&seq_batch(0), &mut kvh, &mut s, LogitRows::All).unwrap();
+    let batched_f16: Vec<f32> = (0..n).flat_map(|i| s.logits(i).to_vec()).collect();
     let last = &batched[(n - 1) * n_vocab..];
-    assert!(max_diff(s.logits(0), last) < 0.05, "f16 cache: {}", max_diff(s.logits(0), last));
-    assert_eq!(argmax(s.logits(0)), argmax(last));
+    let last_f16 = &batched_f16[(n - 1) * n_vocab..];
+    assert!(max_diff(last_f16, last) < 0.05, "f16 cache: {}", max_diff(last_f16, last));
+    assert_eq!(argmax(last_f16), argmax(last));
+    let mut kvh1 = model.new_kv_cache(64, 1, KvType::F16).unwrap();
+    let mut single_f16 = Vec::new();
+    for t in seq_batch(0) {
+        model.forward(&[t], &mut kvh1, &mut s1, LogitRows::Last).unwrap();
+        single_f16.extend_from_slice(s1.logits(0));
+    }
+    let d = max_diff(&batched_f16, &single_f16);
+    assert!(d < 1e-4, "f16 cache, batched vs single: {d}");
 }
 
 #[test]

@@ -227,9 +227,8 @@ fn swiglu(gate: &mut [f32], up: &[f32]) {
 }
 
 /// Store the batch's K and V rows for layer `l`, then compute each (token,
-/// head)'s attention output into `att_out`. Work items are the (token, head)
-/// pairs in row order, so each worker writes one contiguous slice of
-/// `att_out` and uses its own slice of `scores`.
+/// head)'s attention output into `att_out`. Each worker writes one
+/// contiguous slice of `att_out` and uses its own slice of `scores`.
 #[allow(clippy::too_many_arguments)]
 fn attention<T: KvElem>(
     hp: &HParams,
@@ -256,10 +255,55 @@ fn attention<T: KvElem>(
 
     let (hd, n_head, n_gqa) = (hp.head_dim(), hp.n_head, hp.n_gqa());
     let scale = 1.0 / (hd as f32).sqrt();
-    let items = batch.len() * n_head;
-    let per_worker = items.div_ceil(ATT_WORKERS.min(items));
     let (kc, vc) = (&store.k[..], &store.v[..]);
     let isa = simd::isa();
+    let n = batch.len();
+    let e = n_head * hd;
+    if n >= 2 * attn::TILE {
+        // Prompt batches: tiles of `attn::TILE` tokens, so that the tokens
+        // of a sequence share each key and value row they read.
+        let tiles = n.div_ceil(attn::TILE);
+        let per_worker = tiles.div_ceil(ATT_WORKERS.min(tiles));
+        att_out[..n * e]
+            .par_chunks_mut(per_worker * attn::TILE * e)
+            .zip(scores.par_chunks_mut(attn::TILE * layout.n_ctx))
+            .enumerate()
+            .for_each(|(w, (out, scores))| {
+                for (i, out) in out.chunks_mut(attn::TILE * e).enumerate() {
+                    let t0 = (w * per_worker + i) * attn::TILE;
+                    let tile = &batch[t0..t0 + out.len() / e];
+                    // Runs of one sequence at consecutive positions attend
+                    // to the same keys, each up to its own position.
+                    let mut r0 = 0;
+                    while r0 < tile.len() {
+                        let mut r1 = r0 + 1;
+                        while r1 < tile.len() && tile[r1].seq == tile[r0].seq && tile[r1].pos == tile[r1 - 1].pos + 1 {
+                            r1 += 1;
+                        }
+                        let run = &tile[r0..r1];
+                        let (m, n_keys) = (run.len(), run[run.len() - 1].pos + 1);
+                        let rows = |count, len, stride| attn::Rows { count, len, stride };
+                        let (qr, kr, sr) = (rows(m, hd, e), rows(n_keys, hd, kvd), rows(m, n_keys, n_keys));
+                        for h in 0..n_head {
+                            let base = layout.offset(run[0].seq, l, 0) + (h / n_gqa) * hd;
+                            let qh = &q[(t0 + r0) * e + h * hd..];
+                            attn::dot_tile(isa, qh, qr, &kc[base..], kr, scale, scores, sr);
+                            for (row, t) in scores.chunks_exact_mut(n_keys).zip(run) {
+                                softmax(&mut row[..=t.pos]);
+                                row[t.pos + 1..].fill(0.0);
+                            }
+                            attn::axpy_tile(isa, scores, sr, &vc[base..], kr, &mut out[r0 * e + h * hd..], qr);
+                        }
+                        r0 = r1;
+                    }
+                }
+            });
+        return;
+    }
+    // Generation: one work item per (token, head), in row order, so each
+    // worker writes one contiguous slice of `att_out`.
+    let items = n * n_head;
+    let per_worker = items.div_ceil(ATT_WORKERS.min(items));
     att_out[..items * hd]
         .par_chunks_mut(per_worker * hd)
         .zip(scores.par_chunks_mut(layout.n_ctx))

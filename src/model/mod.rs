@@ -174,7 +174,7 @@ impl Scratch {
             k: z(max_batch * kv),
             v: z(max_batch * kv),
             att_out: z(max_batch * e),
-            scores: z(ATT_WORKERS * n_ctx),
+            scores: z(ATT_WORKERS * qllama_kernels::simd::attn::TILE * n_ctx),
             hb: z(max_batch * ff),
             hb2: z(max_batch * ff),
             rope: z(max_batch * hp.rope_dim),
@@ -192,7 +192,7 @@ impl Scratch {
         let (e, kv, ff) = (hp.n_embd as u64, hp.kv_dim() as u64, hp.n_ff as u64);
         let b = max_batch as u64;
         let floats = b * (5 * e + 2 * kv + 2 * ff + hp.rope_dim as u64)
-            + (ATT_WORKERS * n_ctx) as u64
+            + (ATT_WORKERS * qllama_kernels::simd::attn::TILE * n_ctx) as u64
             + logit_rows as u64 * (e + hp.n_vocab as u64);
         // Plus the quantized activations (at most one byte per value + scales).
         floats * 4 + b * ff.max(e) * 2
