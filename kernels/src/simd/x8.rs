@@ -391,7 +391,6 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::super::prefetch;
     use super::*;
     use core::arch::x86_64::*;
 
@@ -402,6 +401,11 @@ mod avx512 {
         /// # Safety
         /// The CPU must have AVX-512 F/BW.
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8];
+        /// The same for one group, eight rows in 256-bit registers.
+        ///
+        /// # Safety
+        /// The CPU must have AVX2.
+        unsafe fn chunks256(a: &Self) -> [__m256i; 8];
         fn scales(&self) -> &[half::f16; ROWS];
     }
 
@@ -436,6 +440,21 @@ mod avx512 {
                 }
             })
         }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn chunks256(a: &Self) -> [__m256i; 8] {
+            let low = _mm256_set1_epi8(0x0F);
+            // SAFETY: four 32-byte loads inside the block's 128-byte `qs`.
+            let raw: [__m256i; 4] =
+                std::array::from_fn(|g| unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(32 * g).cast()) });
+            std::array::from_fn(|c| {
+                if c < 4 {
+                    _mm256_and_si256(raw[c], low)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(raw[c - 4]), low)
+                }
+            })
+        }
         fn scales(&self) -> &[half::f16; ROWS] {
             &self.d
         }
@@ -449,6 +468,15 @@ mod avx512 {
             let (a, b) = (a.qs.as_ptr().cast::<u8>(), b.qs.as_ptr().cast::<u8>());
             // SAFETY: eight 32-byte loads inside each block's 256-byte `qs`.
             std::array::from_fn(|c| _mm512_xor_si512(unsafe { join(a.add(32 * c), b.add(32 * c)) }, flip))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn chunks256(a: &Self) -> [__m256i; 8] {
+            let flip = _mm256_set1_epi8(-128);
+            // SAFETY: eight 32-byte loads inside the block's 256-byte `qs`.
+            std::array::from_fn(|c| {
+                _mm256_xor_si256(unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(32 * c).cast()) }, flip)
+            })
         }
         fn scales(&self) -> &[half::f16; ROWS] {
             &self.d
@@ -467,16 +495,22 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) unsafe fn gemm<X: Unsigned, const T: usize>(w: [&[X]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
+        if T == 1 {
+            // One token: each group on its own, so the weights are read as
+            // one stream from memory rather than two.
+            for (g, w) in w.into_iter().enumerate() {
+                // SAFETY: the caller's contract, for one group.
+                let o = unsafe { gemv(w, act) };
+                out[0][g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
+            }
+            return;
+        }
         let nb = w[0].len();
         let mut q: [*const BlockQ8_0; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
         let mut d: [*const f32; T] = std::array::from_fn(|t| act.d.as_ptr().wrapping_add(t * nb));
         let mut bias: [*const i32; T] = std::array::from_fn(|t| act.bias.as_ptr().wrapping_add(t * nb));
         let mut acc = [_mm512_setzero_ps(); T];
         for (wa, wb) in w[0].iter().zip(w[1]) {
-            if T == 1 {
-                prefetch(wa);
-                prefetch(wb);
-            }
             let dw = {
                 // SAFETY: 16-byte unaligned loads of the eight f16 scales.
                 let (a, b) = unsafe {
@@ -510,6 +544,49 @@ mod avx512 {
             unsafe { _mm512_storeu_ps(o.as_mut_ptr(), a) };
         }
     }
+
+    /// One group times one token, [`gemm`]'s arithmetic on 256-bit
+    /// registers (eight rows), prefetching [`GEMV_PREFETCH`] ahead.
+    ///
+    /// # Safety
+    /// As for [`gemm`] with `T = 1`, for the one group `w`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn gemv<X: Unsigned>(w: &[X], act: Act) -> [f32; ROWS] {
+        let mut acc = _mm256_setzero_ps();
+        for (b, wb) in w.iter().enumerate() {
+            let ahead = (wb as *const X).cast::<i8>().wrapping_add(GEMV_PREFETCH);
+            for line in (0..std::mem::size_of::<X>()).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
+            // SAFETY: 16-byte unaligned load of the eight f16 scales.
+            let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
+            // SAFETY: the CPU has AVX2 (this function's features).
+            let wq = unsafe { X::chunks256(wb) };
+            // SAFETY: b < nb, inside the nb blocks, scales and bias terms
+            // of the one token (the caller's contract).
+            let (y, dy, bias) =
+                unsafe { (act.q.get_unchecked(b), *act.d.get_unchecked(b), *act.bias.get_unchecked(b)) };
+            let mut s = _mm256_set1_epi32(bias);
+            for (c, wq) in wq.iter().enumerate() {
+                // SAFETY: four bytes at 4c inside the block's 32 `qs`.
+                let yc = unsafe { std::ptr::read_unaligned(y.qs.as_ptr().add(4 * c).cast::<i32>()) };
+                s = _mm256_dpbusd_epi32(s, *wq, _mm256_set1_epi32(yc));
+            }
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(s), acc);
+        }
+        let mut out = [0.0; ROWS];
+        // SAFETY: writes exactly the eight floats of `out`; unaligned.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        out
+    }
+
+    /// How far ahead [`gemv`] asks for weights: one stream, read further
+    /// ahead than the two-stream kernels (7B on 2 threads, alternating
+    /// runs: Q4_0 tg64 two streams 2 KiB ahead 8.4/9.8/10.4 t/s, one
+    /// stream 4 KiB ahead 12.3/11.2/10.9; Q8_0 tg32 one stream 2/4/8 KiB
+    /// ahead 5.8/6.0/5.6 and 4.2/5.8/5.4).
+    const GEMV_PREFETCH: usize = 4096;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
