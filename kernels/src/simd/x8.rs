@@ -172,9 +172,19 @@ where
         unsafe { X::avx512::<T>(w, act, out) };
         return;
     }
+    per_group(w, out, |w, o| gemm::<X, T>(isa, w, act, o));
+}
+
+/// A two-group step as a one-group kernel on each group: `one(w[g], o)`
+/// fills group `g`'s rows of `out`.
+pub(crate) fn per_group<W, const T: usize>(
+    w: [W; 2],
+    out: &mut [[f32; ROWS2]; T],
+    mut one: impl FnMut(W, &mut [[f32; ROWS]; T]),
+) {
     for (g, w) in w.into_iter().enumerate() {
         let mut o = [[0.0; ROWS]; T];
-        gemm::<X, T>(isa, w, act, &mut o);
+        one(w, &mut o);
         for (out, o) in out.iter_mut().zip(o) {
             out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
         }

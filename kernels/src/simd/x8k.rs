@@ -11,7 +11,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::cpu_has;
 use super::scalar::{KDotAcc, SuperBlock};
-use super::x8::{two_group_kernel, ROWS2};
+use super::x8::{per_group, two_group_kernel, ROWS2};
 use super::Isa;
 use crate::formats::interleaved::{BlockQ4Kx8, BlockQ5Kx8, BlockQ6Kx8, Interleaved, ROWS};
 use crate::formats::BlockQ8K;
@@ -52,14 +52,8 @@ pub trait X8KDot: Interleaved<Source: SuperBlock> {
     /// The CPU must have AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI; `act`
     /// as for [`X8KDot::avx2`].
     unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
-        for (g, w) in w.into_iter().enumerate() {
-            let mut o = [[0.0; ROWS]; T];
-            // SAFETY: the caller's contract covers the AVX2 kernel's.
-            unsafe { Self::avx2::<T>(w, act, &mut o) };
-            for (out, o) in out.iter_mut().zip(o) {
-                out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
-            }
-        }
+        // SAFETY: the caller's contract covers the AVX2 kernel's.
+        per_group(w, out, |w, o| unsafe { Self::avx2::<T>(w, act, o) });
     }
 }
 
@@ -89,13 +83,7 @@ pub fn gemm2<X: X8KDot, const T: usize>(isa: Isa, w: [&[X]; 2], act: ActK, out: 
         unsafe { X::avx512::<T>(w, act, out) };
         return;
     }
-    for (g, w) in w.into_iter().enumerate() {
-        let mut o = [[0.0; ROWS]; T];
-        gemm::<X, T>(isa, w, act, &mut o);
-        for (out, o) in out.iter_mut().zip(o) {
-            out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
-        }
-    }
+    per_group(w, out, |w, o| gemm::<X, T>(isa, w, act, o));
 }
 
 /// `out[t][j] = dot(row j of w, activation row t)` for the eight rows of one
