@@ -119,7 +119,7 @@ pub trait X8Dot: Interleaved {
     /// # Safety
     /// The CPU must have AVX2, FMA, F16C and AVX-512 F/BW/VL/VNNI; both
     /// groups have `nb` blocks and `act` holds `T * nb` blocks, scales and
-    /// sums.
+    /// bias terms.
     unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]);
 }
 
