@@ -400,7 +400,7 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use super::*;
     use core::arch::x86_64::*;
 
@@ -419,17 +419,41 @@ mod avx512 {
         fn scales(&self) -> &[half::f16; ROWS];
     }
 
+    // Loads of one block of two groups, side by side (shared with the
+    // K-quant kernels in `x8k`).
+
     /// 32 bytes at `a` and 32 at `b` as one register, `a` in the low half.
     ///
     /// # Safety
     /// Both point to 32 readable bytes; the CPU has AVX-512 F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn join(a: *const u8, b: *const u8) -> __m512i {
+    pub(crate) unsafe fn join(a: *const u8, b: *const u8) -> __m512i {
         // SAFETY: two unaligned 32-byte loads, in bounds by the contract.
         unsafe {
             _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(a.cast())), _mm256_loadu_si256(b.cast()))
         }
+    }
+
+    /// 16 bytes at `a` and 16 at `b`, `a` in the low half.
+    ///
+    /// # Safety
+    /// Both point to 16 readable bytes; the CPU has AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn join128(a: *const u8, b: *const u8) -> __m256i {
+        // SAFETY: two unaligned 16-byte loads, in bounds by the contract.
+        unsafe {
+            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(a.cast())), _mm_loadu_si128(b.cast()))
+        }
+    }
+
+    /// Sixteen rows' f16 scales (two groups' eight) as f32.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2")]
+    pub(crate) fn halves16(a: &[half::f16; ROWS], b: &[half::f16; ROWS]) -> __m512 {
+        // SAFETY: the 16 bytes of each array.
+        _mm512_cvtph_ps(unsafe { join128(a.as_ptr().cast(), b.as_ptr().cast()) })
     }
 
     impl Unsigned for BlockQ4_0x8 {
@@ -521,13 +545,7 @@ mod avx512 {
         let mut bias: [*const i32; T] = std::array::from_fn(|t| act.bias.as_ptr().wrapping_add(t * nb));
         let mut acc = [_mm512_setzero_ps(); T];
         for (wa, wb) in w[0].iter().zip(w[1]) {
-            let dw = {
-                // SAFETY: 16-byte unaligned loads of the eight f16 scales.
-                let (a, b) = unsafe {
-                    (_mm_loadu_si128(wa.scales().as_ptr().cast()), _mm_loadu_si128(wb.scales().as_ptr().cast()))
-                };
-                _mm512_cvtph_ps(_mm256_inserti128_si256::<1>(_mm256_castsi128_si256(a), b))
-            };
+            let dw = halves16(wa.scales(), wb.scales());
             // SAFETY: the CPU has AVX-512 F/BW (this function's features).
             let wq = unsafe { X::chunks(wa, wb) };
             for t in 0..T {

@@ -468,41 +468,8 @@ mod avx2 {
 mod avx512 {
     use super::avx2::{unpack_scales, K4Family};
     use super::*;
+    use crate::simd::x8::avx512::{halves16, join, join128};
     use core::arch::x86_64::*;
-
-    /// 32 bytes at `a` and 32 at `b` as one register, `a` in the low half.
-    ///
-    /// # Safety
-    /// Both point to 32 readable bytes.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn join(a: *const u8, b: *const u8) -> __m512i {
-        // SAFETY: two unaligned 32-byte loads, in bounds by the contract.
-        unsafe {
-            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_loadu_si256(a.cast())), _mm256_loadu_si256(b.cast()))
-        }
-    }
-
-    /// 16 bytes at `a` and 16 at `b`, `a` in the low half.
-    ///
-    /// # Safety
-    /// Both point to 16 readable bytes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn join128(a: *const u8, b: *const u8) -> __m256i {
-        // SAFETY: two unaligned 16-byte loads, in bounds by the contract.
-        unsafe {
-            _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(_mm_loadu_si128(a.cast())), _mm_loadu_si128(b.cast()))
-        }
-    }
-
-    /// Sixteen rows' f16 scales as f32.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx2")]
-    fn halves16(a: &[half::f16; ROWS], b: &[half::f16; ROWS]) -> __m512 {
-        // SAFETY: the 16 bytes of each array.
-        _mm512_cvtph_ps(unsafe { join128(a.as_ptr().cast(), b.as_ptr().cast()) })
-    }
 
     /// Q4_K and Q5_K on sixteen rows: per sub-block and token, eight
     /// `vpdpbusd` (levels 0..32 times signed activation chunks, exact in
