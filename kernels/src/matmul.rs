@@ -347,6 +347,11 @@ fn for_each_x8_tile(
                 let n_rows = step.len() * ROWS;
                 for t in (t0..t1).step_by(tile) {
                     let tokens = t..(t + tile).min(t1);
+                    for t in tokens.clone() {
+                        let at = out_ptr.0.wrapping_add(t * rows + g * ROWS);
+                        simd::prefetch_write(at);
+                        simd::prefetch_write(at.wrapping_add(n_rows - 1));
+                    }
                     let o = &mut buf[..tokens.len()];
                     kernel(step.clone(), tokens, o);
                     for (i, v) in o.iter().enumerate() {

@@ -136,6 +136,22 @@ pub(crate) fn prefetch<X>(block: &X) {
     }
 }
 
+/// Ask for the cache line at `p`, which is about to be written: matmul
+/// outputs land one token row apart, each line in its own page, and a
+/// write that misses stalls the kernel after it (7B Q8_0 pp256: writing no
+/// outputs at all was 10% faster than writing them unprefetched).
+#[inline]
+pub(crate) fn prefetch_write(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address,
+    // and SSE is part of every x86-64 CPU.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 // Per-type dispatch: each format's `vec_dot` calls one of these, which routes
 // to the instruction set's kernel. Every type has a kernel on every set, so
 // there is no fallback; an unsupported `isa` panics rather than risk an

@@ -612,9 +612,13 @@ pub(crate) mod avx512 {
     /// How far ahead [`gemv`] asks for weights: one stream, read further
     /// ahead than the two-stream kernels (7B on 2 threads, alternating
     /// runs: Q4_0 tg64 two streams 2 KiB ahead 8.4/9.8/10.4 t/s, one
-    /// stream 4 KiB ahead 12.3/11.2/10.9; Q8_0 tg32 one stream 2/4/8 KiB
-    /// ahead 5.8/6.0/5.6 and 4.2/5.8/5.4).
-    const GEMV_PREFETCH: usize = 4096;
+    /// stream 4 KiB ahead 12.3/11.2/10.9). Cold 4096x4096 matrices on huge
+    /// pages (`examples/gemv_rate.rs`), GB/s for 0/2/4/8/16 KiB ahead:
+    /// Q4_0 one thread 15/26/28/35/33, two threads 29/39/55/60/60 (read
+    /// loop 67); Q8_0 one thread 4/8/16 KiB 33/35/33. In the model, 7B
+    /// Q4_0 tg64 on one thread, 4 against 8 KiB, alternating: 7.4/7.2/7.2
+    /// against 8.3/8.1/8.1 t/s.
+    const GEMV_PREFETCH: usize = 8192;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
