@@ -2,6 +2,8 @@
 //! too large for the caches (as in generation), next to a plain read loop
 //! over the same memory: how close the generation kernels come to the
 //! machine's bandwidth, and what tunes them (prefetch distance, layout).
+//! The matrices are walked one by one, as the decoder does, and then as
+//! one tall matrix (no per-call overhead).
 //!
 //! `cargo run --release -p qllama-kernels --example gemv_rate -- q4_0 2`
 //! (weight type, threads).
@@ -53,6 +55,15 @@ fn main() -> Result<(), String> {
             }
             best = best.min(t.elapsed().as_secs_f64());
         }
+        let mut big = vec![0f32; MATRICES * N];
+        let mut best1 = f64::MAX;
+        for _ in 0..5 {
+            let t = Instant::now();
+            let w = QMatrix::interleaved(dtype, MATRICES * N, N, &map).expect("valid matrix");
+            matmul_with(isa, &w, &x, 1, &mut big, &mut scratch);
+            best1 = best1.min(t.elapsed().as_secs_f64());
+        }
+        println!("one matrix {:.1} GB/s", (MATRICES * bytes) as f64 / best1 / 1e9);
         let read = qllama_kernels::limits::read_bandwidth(&map, 5);
         println!(
             "{dtype} {threads} thread(s), {}: matvec {:.1} GB/s, read loop {:.1} GB/s",

@@ -212,7 +212,7 @@ where
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::super::prefetch;
+    use super::super::Ahead;
     use super::*;
     use core::arch::x86_64::*;
 
@@ -305,9 +305,10 @@ mod avx2 {
             let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
             let mut acc = [_mm256_setzero_ps(); T];
             let rows = Rows::<T>::new(act, nb);
+            let mut ahead = Ahead::new(w);
             for (b, wb) in w.iter().enumerate() {
                 if T == 1 {
-                    prefetch(wb);
+                    ahead.before(wb);
                 }
                 let dw = scales(&wb.d);
                 // SAFETY: four 32-byte loads inside the 128 bytes of `qs`.
@@ -364,9 +365,10 @@ mod avx2 {
             let nb = w.len();
             let mut acc = [_mm256_setzero_ps(); T];
             let rows = Rows::<T>::new(act, nb);
+            let mut ahead = Ahead::new(w);
             for (b, wb) in w.iter().enumerate() {
                 if T == 1 {
-                    prefetch(wb);
+                    ahead.before(wb);
                 }
                 let dw = scales(&wb.d);
                 // SAFETY: `act.pairs` holds `nb * T` blocks of words (checked
@@ -574,7 +576,7 @@ pub(crate) mod avx512 {
     }
 
     /// One group times one token, [`gemm`]'s arithmetic on 256-bit
-    /// registers (eight rows), prefetching [`GEMV_PREFETCH`] ahead.
+    /// registers (eight rows), prefetching ahead ([`super::super::Ahead`]).
     ///
     /// # Safety
     /// As for [`gemm`] with `T = 1`, for the one group `w`.
@@ -582,11 +584,9 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn gemv<X: Unsigned>(w: &[X], act: Act) -> [f32; ROWS] {
         let mut acc = _mm256_setzero_ps();
+        let mut ahead = super::super::Ahead::new(w);
         for (b, wb) in w.iter().enumerate() {
-            let ahead = (wb as *const X).cast::<i8>().wrapping_add(GEMV_PREFETCH);
-            for line in (0..std::mem::size_of::<X>()).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
-            }
+            ahead.before(wb);
             // SAFETY: 16-byte unaligned load of the eight f16 scales.
             let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
             // SAFETY: the CPU has AVX2 (this function's features).
@@ -608,17 +608,6 @@ pub(crate) mod avx512 {
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
         out
     }
-
-    /// How far ahead [`gemv`] asks for weights: one stream, read further
-    /// ahead than the two-stream kernels (7B on 2 threads, alternating
-    /// runs: Q4_0 tg64 two streams 2 KiB ahead 8.4/9.8/10.4 t/s, one
-    /// stream 4 KiB ahead 12.3/11.2/10.9). Cold 4096x4096 matrices on huge
-    /// pages (`examples/gemv_rate.rs`), GB/s for 0/2/4/8/16 KiB ahead:
-    /// Q4_0 one thread 15/26/28/35/33, two threads 29/39/55/60/60 (read
-    /// loop 67); Q8_0 one thread 4/8/16 KiB 33/35/33. In the model, 7B
-    /// Q4_0 tg64 on one thread, 4 against 8 KiB, alternating: 7.4/7.2/7.2
-    /// against 8.3/8.1/8.1 t/s.
-    const GEMV_PREFETCH: usize = 8192;
 }
 
 #[cfg(not(target_arch = "x86_64"))]
