@@ -144,7 +144,7 @@ impl GgmlDType {
     /// blocks or the size overflows.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
         let t = self.traits();
-        if n % t.block_size != 0 {
+        if !n.is_multiple_of(t.block_size) {
             return None;
         }
         (n / t.block_size).checked_mul(t.type_size)

@@ -333,7 +333,7 @@ fn for_each_x8_tile(
     let groups = rows / ROWS;
     // A few tasks per thread, for balance on a busy machine; an even
     // number of groups per task, so steps of two stay inside a task.
-    let per_task = (groups.div_ceil(rayon::current_num_threads() * 4).max(1) + 1) / 2 * 2;
+    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1).div_ceil(2) * 2;
     let token_chunk = (act_chunk_bytes() / token_bytes).max(tile) / tile * tile;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {

@@ -20,7 +20,7 @@ pub fn quantize_rows_par(dtype: GgmlDType, src: &[f32], row_len: usize, dst: &mu
     let row_bytes = dtype
         .row_bytes(row_len)
         .unwrap_or_else(|| panic!("row of {row_len} values is not a whole number of {dtype} blocks"));
-    assert!(src.len() % row_len == 0, "{} values is not a whole number of rows of {row_len}", src.len());
+    assert!(src.len().is_multiple_of(row_len), "{} values is not a whole number of rows of {row_len}", src.len());
     let rows = src.len() / row_len;
     assert_eq!(dst.len(), rows * row_bytes, "{rows} rows of {dtype} need {} bytes", rows * row_bytes);
 

@@ -50,7 +50,7 @@ fn q4(rng: &mut Rng, fill: Fill) -> BlockQ4_0 {
     // Nibbles pinned at 0xF or 0x0 for the extremes.
     let qs = std::array::from_fn(|_| match fill {
         Fill::Min => 0x00,
-        _ if rng.next_u64() % 4 == 0 => 0xFF,
+        _ if rng.next_u64().is_multiple_of(4) => 0xFF,
         _ => byte(rng, Fill::Random),
     });
     BlockQ4_0 { d: scale(rng), qs }

@@ -23,11 +23,7 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// Query heads per KV head (llama.cpp's `n_gqa()`).
     fn n_gqa(&self) -> usize {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// llama.cpp's `LLM_TYPE_70B` for Llama: 80 layers with grouped-query
@@ -106,7 +102,7 @@ pub fn tensor_type(out: OutType, model: &ModelInfo, name: &str, row_len: usize) 
         // Output (or a tied embedding): Q6_K, or Q8_0 when rows are not whole
         // blocks of the default type; a Q8_0 file stays Q8_0.
         _ if is_output => {
-            if row_len % default.block_size() != 0 {
+            if !row_len.is_multiple_of(default.block_size()) {
                 t = T::Q8_0;
             } else if t != T::Q8_0 {
                 t = T::Q6K;
@@ -155,7 +151,7 @@ pub fn tensor_type(out: OutType, model: &ModelInfo, name: &str, row_len: usize) 
 /// that does not fit.
 fn fallback(t: GgmlDType, row_len: usize) -> GgmlDType {
     use GgmlDType as T;
-    if row_len % t.block_size() == 0 {
+    if row_len.is_multiple_of(t.block_size()) {
         return t;
     }
     let f = match t {
@@ -165,7 +161,7 @@ fn fallback(t: GgmlDType, row_len: usize) -> GgmlDType {
         T::Q6K => T::Q8_0,
         other => other,
     };
-    if row_len % f.block_size() == 0 {
+    if row_len.is_multiple_of(f.block_size()) {
         f
     } else {
         T::F16

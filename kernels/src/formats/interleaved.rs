@@ -287,7 +287,7 @@ impl Interleaved for BlockQ6Kx8 {
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
     matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
-        && rows % ROWS == 0
+        && rows.is_multiple_of(ROWS)
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -320,7 +320,7 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
 
 fn interleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
     assert!(
-        rows % ROWS == 0 && src.len() == dst.len(),
+        rows.is_multiple_of(ROWS) && src.len() == dst.len(),
         "interleave: {rows} rows, {} -> {} bytes",
         src.len(),
         dst.len()
@@ -338,7 +338,7 @@ fn interleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
 
 fn deinterleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
     assert!(
-        rows % ROWS == 0 && src.len() == dst.len(),
+        rows.is_multiple_of(ROWS) && src.len() == dst.len(),
         "deinterleave: {rows} rows, {} -> {} bytes",
         src.len(),
         dst.len()
@@ -360,7 +360,7 @@ fn deinterleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
 /// Panics when `bytes` is not a whole number of blocks or is misaligned.
 pub fn cast<X: Interleaved>(bytes: &[u8]) -> &[X] {
     let size = std::mem::size_of::<X>();
-    assert!(bytes.len() % size == 0 && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
+    assert!(bytes.len().is_multiple_of(size) && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
     // SAFETY: the interleaved blocks are padding-free `repr(C)` POD (f16 and
     // integer arrays) for which every bit pattern is valid; length and
     // alignment were checked above, and the slice borrows `bytes`.
@@ -369,7 +369,7 @@ pub fn cast<X: Interleaved>(bytes: &[u8]) -> &[X] {
 
 fn cast_mut<X: Interleaved>(bytes: &mut [u8]) -> &mut [X] {
     let size = std::mem::size_of::<X>();
-    assert!(bytes.len() % size == 0 && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
+    assert!(bytes.len().is_multiple_of(size) && bytes.as_ptr().align_offset(std::mem::align_of::<X>()) == 0);
     // SAFETY: as in `cast`; the unique borrow of `bytes` makes the unique
     // borrow of the blocks sound.
     unsafe { std::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<X>(), bytes.len() / size) }

@@ -48,7 +48,7 @@ pub trait GgmlType: Copy + Send + Sync + 'static {
 /// `T`; callers validate sizes and alignment when the tensor is opened.
 pub fn cast_blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
     let size = std::mem::size_of::<T>();
-    assert!(bytes.len() % size == 0, "{} bytes is not a whole number of {} blocks", bytes.len(), T::DTYPE);
+    assert!(bytes.len().is_multiple_of(size), "{} bytes is not a whole number of {} blocks", bytes.len(), T::DTYPE);
     assert!(bytes.as_ptr().align_offset(std::mem::align_of::<T>()) == 0, "misaligned {} data", T::DTYPE);
     // SAFETY: `T` is a padding-free POD block for which every bit pattern is
     // valid (GgmlType contract); length and alignment were checked above, and
@@ -59,7 +59,7 @@ pub fn cast_blocks<T: GgmlType>(bytes: &[u8]) -> &[T] {
 /// Mutable version of [`cast_blocks`].
 pub fn cast_blocks_mut<T: GgmlType>(bytes: &mut [u8]) -> &mut [T] {
     let size = std::mem::size_of::<T>();
-    assert!(bytes.len() % size == 0, "{} bytes is not a whole number of {} blocks", bytes.len(), T::DTYPE);
+    assert!(bytes.len().is_multiple_of(size), "{} bytes is not a whole number of {} blocks", bytes.len(), T::DTYPE);
     assert!(bytes.as_ptr().align_offset(std::mem::align_of::<T>()) == 0, "misaligned {} data", T::DTYPE);
     // SAFETY: as in `cast_blocks`; the unique borrow of `bytes` makes the
     // unique borrow of the blocks sound.
