@@ -125,19 +125,19 @@ pub fn quantize_q8(isa: Isa, x: &[f32]) -> (f32, [i8; 32]) {
 /// 29/39/55/60/60; Q6_K 2 against 8 KiB: 21 against 33 on one thread, 25
 /// against 41 on two. In the model, 7B Q4_0 tg64 on one thread, 4 against
 /// 8 KiB, alternating: 7.4/7.2/7.2 against 8.3/8.1/8.1 t/s.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 const PREFETCH: usize = 8192;
 
 /// Software prefetch for a front-to-back walk over weight blocks: asks for
 /// each cache line once, [`PREFETCH`] bytes ahead of the block being read
 /// (asking once per line rather than for every line of every block: Q4_0
 /// matvec 34.5 against 36.7 GB/s on one thread, 43 against 46 on two).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 pub(crate) struct Ahead {
     next: usize,
 }
 
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[cfg(target_arch = "x86_64")]
 impl Ahead {
     pub(crate) fn new<X>(blocks: &[X]) -> Self {
         Self { next: (blocks.as_ptr() as usize + PREFETCH) & !63 }

@@ -69,12 +69,15 @@ pub fn tile<X: X8KDot>(isa: Isa) -> usize {
 }
 
 /// [`gemm`] for two interleaved groups of `nb` super-blocks each: rows 0..8
-/// of `out[t]` from `w[0]`, 8..16 from `w[1]` (as `x8::gemm2`).
+/// of `out[t]` from `w[0]`, 8..16 from `w[1]` (as `x8::gemm2`). One token
+/// runs group after group, so the weights are one stream from memory
+/// (`examples/gemv_rate.rs`, Q4_K: 30 against 23 GB/s on one thread, 37
+/// against 34 on two, against the two-group VNNI kernel).
 #[inline]
 pub fn gemm2<X: X8KDot, const T: usize>(isa: Isa, w: [&[X]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
     assert_eq!(w[0].len(), w[1].len(), "groups of different lengths");
     #[cfg(target_arch = "x86_64")]
-    if two_group_kernel(isa) {
+    if T > 1 && two_group_kernel(isa) {
         let n = w[0].len() * T;
         assert!(act.q.len() == n, "activations do not match the weights");
         assert!(!X::NEEDS_PAIRS || act.pairs.len() == n, "activation pair sums missing");
@@ -224,14 +227,6 @@ mod avx2 {
                 }
                 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
                 unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: ActK, out: &mut [[f32; ROWS2]; T]) {
-                    if T == 1 {
-                        // One token: group after group, so the weights are
-                        // one stream from memory (`examples/gemv_rate.rs`,
-                        // Q4_K: 30 against 23 GB/s on one thread, 37
-                        // against 34 on two).
-                        // SAFETY: the caller's contract, group by group.
-                        return per_group(w, out, |w, o| unsafe { Self::avx2::<T>(w, act, o) });
-                    }
                     // SAFETY: the caller's contract is the kernel's.
                     unsafe { super::avx512::k4_gemm::<Self, T>(w, act, out) }
                 }
