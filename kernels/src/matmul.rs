@@ -11,7 +11,7 @@ use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ5Kx8, Blo
 use crate::formats::{cast_blocks, BlockQ8K, BlockQ8_0};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
-use crate::simd::x8::{self, Act, X8Dot};
+use crate::simd::x8::{self, ActBuf, X8Dot};
 use crate::simd::x8k::{self, pair_sums, ActK, X8KDot};
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
@@ -87,22 +87,11 @@ impl<'a> QMatrix<'a> {
 pub struct MatmulScratch {
     /// Quantized activations; u64 storage keeps every block type aligned.
     act: Vec<u64>,
-    /// What the interleaved Q4_0/Q8_0 kernels read beside the blocks.
-    x8: X8Scratch,
+    /// The activations packed for the interleaved Q4_0/Q8_0 kernels.
+    x8: ActBuf,
     /// The Q8_K activations' sub-block sums in pairs, for the interleaved
     /// K-quant kernels.
     act_pairs: Vec<[i32; 4]>,
-}
-
-/// The activation blocks' scales as f32 and what else the kernels read
-/// (`x8::Act`): Q4_0's offset terms, Q8_0's 16-bit pairs, the VNNI
-/// kernels' bias terms.
-#[derive(Default)]
-struct X8Scratch {
-    d: Vec<f32>,
-    offset: Vec<f32>,
-    words: Vec<u32>,
-    bias: Vec<i32>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -223,53 +212,24 @@ fn l2_bytes() -> Option<usize> {
     })
 }
 
-/// The interleaved Q4_0/Q8_0 path. What the kernels read beside the
-/// activation blocks (`x8::Needs`: f32 scales, and Q4_0's offset terms,
-/// Q8_0's 16-bit pairs or the VNNI kernels' bias terms) is made once per
-/// call.
-fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], s: &mut X8Scratch)
+/// The interleaved Q4_0/Q8_0 path. The activations are packed once per
+/// call, tile by tile (`x8::ActBuf`), so that a tile's slice of blocks is
+/// one contiguous run.
+fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], act: &mut ActBuf)
 where
     X::Source: BlockInts,
 {
     let nb = y.len() / n_tokens;
-    let (needs, tile) = (X::needs(isa), X::tile(isa));
-    let sum = |b: &BlockQ8_0| b.qs.iter().map(|&q| q as i32).sum::<i32>();
-    s.d.clear();
-    s.d.extend(y.iter().map(|b| b.d()));
-    s.offset.clear();
-    if needs.offset {
-        s.offset.extend(y.iter().map(|b| -8.0 * b.d() * sum(b) as f32));
-    }
-    s.bias.clear();
-    if needs.bias {
-        s.bias.extend(y.iter().map(|b| -X::BIAS * sum(b)));
-    }
-    s.words.clear();
-    if needs.pairs {
-        // Laid out per tile: tiles start at multiples of `tile`, since
-        // token chunks are whole tiles.
-        s.words.resize(y.len() * x8::PAIR_WORDS, 0);
-        y.par_chunks(tile * nb)
-            .zip(s.words.par_chunks_mut(tile * nb * x8::PAIR_WORDS))
-            .for_each(|(q, p)| x8::pairs(q, q.len() / nb, p));
-    }
-    let (d, offset, words, bias): (&[f32], &[f32], &[u32], &[i32]) = (&s.d, &s.offset, &s.words, &s.bias);
+    let tile = X::tile(isa);
+    act.pack(y, n_tokens, tile, X::needs(isa), X::BIAS);
+    let act: &ActBuf = act;
     let blocks: &[X] = interleaved::cast(w.data);
-    let block_bytes = if needs.pairs { x8::PAIR_WORDS * 4 } else { std::mem::size_of::<BlockQ8_0>() };
-    // The parts the kernels do not read are empty.
-    let part = |needed: bool, span: Range<usize>| if needed { span } else { 0..0 };
-    for_each_x8_tile(w.rows, n_tokens, nb * block_bytes, tile, out, |g, tokens, o| {
+    // A packed block and its scale and bias or offset.
+    let token_bytes = nb * (32 + 4 + 4);
+    for_each_x8_tile(w.rows, n_tokens, token_bytes, tile, out, |g, tokens, o| {
         let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
         let wg = [group(g.start), group(g.end - 1)];
-        let span = tokens.start * nb..tokens.end * nb;
-        let words_span = span.start * x8::PAIR_WORDS..span.end * x8::PAIR_WORDS;
-        let a = Act {
-            q: &y[span.clone()],
-            d: &d[span.clone()],
-            offset: &offset[part(needs.offset, span.clone())],
-            pairs: &words[part(needs.pairs, words_span)],
-            bias: &bias[part(needs.bias, span)],
-        };
+        let a = act.tile(tokens, 0..nb);
         by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8::gemm2::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
     });
 }
@@ -291,6 +251,7 @@ fn matmul_x8k<X: X8KDot>(
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
     let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
+    // (These kernels write their tile, which the walk zeroed.)
     for_each_x8_tile(w.rows, n_tokens, token_bytes, x8k::tile::<X>(isa), out, |g, tokens, o| {
         let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
         let wg = [group(g.start), group(g.end - 1)];
@@ -318,9 +279,14 @@ use by_tile_len;
 /// walks its groups two at a time (16 rows, one AVX-512 register's worth)
 /// once per chunk of tokens (so the chunk's activations, `token_bytes`
 /// each, stay in L2 while the groups' weights stream through L1), in
-/// tiles of up to `tile` tokens. `kernel(groups, tokens, o)` computes the
-/// outputs of `groups` (one or two, adjacent) for `tokens` into `o`
-/// (`tokens.len()` long; group `i` of the range in `o[t][8i..8i + 8]`).
+/// tiles of up to `tile` tokens. `kernel(groups, tokens, o)` adds the
+/// products of `groups` (one or two, adjacent) with `tokens` to `o`
+/// (`tokens.len()` long, zeroed; group `i` of the range in
+/// `o[t][8i..8i + 8]`).
+///
+/// (Slicing the rows so that a slice of weights stays in L1 while every
+/// tile of the chunk passes over it was tried: no faster on this machine,
+/// whose prefetchers keep the weights coming from L2.)
 fn for_each_x8_tile(
     rows: usize,
     n_tokens: usize,
@@ -353,6 +319,7 @@ fn for_each_x8_tile(
                         simd::prefetch_write(at.wrapping_add(n_rows - 1));
                     }
                     let o = &mut buf[..tokens.len()];
+                    o.fill([0.0; 2 * ROWS]);
                     kernel(step.clone(), tokens, o);
                     for (i, v) in o.iter().enumerate() {
                         // SAFETY: token t+i < n_tokens and rows g*8 ..

@@ -16,9 +16,10 @@ use qllama_kernels::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, Inter
 use qllama_kernels::formats::{BlockQ4_0, BlockQ8_0};
 use qllama_kernels::matmul::matmul_with;
 use qllama_kernels::simd::scalar::{self, BlockInts};
-use qllama_kernels::simd::x8::{self, Act, X8Dot};
+use qllama_kernels::simd::x8::{self, Act, ActBuf, Needs, X8Dot};
 use qllama_kernels::simd::Isa;
 use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
+use std::rc::Rc;
 
 const TOL: f64 = 1e-5;
 
@@ -119,10 +120,8 @@ struct Case<X: Interleaved> {
     rows: Vec<Vec<X::Source>>,
     w: Vec<X>,
     y: Vec<BlockQ8_0>,
-    d: Vec<f32>,
-    offset: Vec<f32>,
-    pairs: Vec<u32>,
-    bias: Vec<i32>,
+    /// `y` packed as the kernels read it, with every part.
+    packed: Rc<ActBuf>,
 }
 
 impl<X: X8Dot> Case<X>
@@ -135,29 +134,24 @@ where
         // The last token pinned at the extreme, the others random.
         let y: Vec<BlockQ8_0> =
             (0..t * nb).map(|i| q8(rng, if i / nb == t - 1 { yfill } else { Fill::Random }, true)).collect();
-        let d = y.iter().map(|b| b.d()).collect();
-        let offset = y.iter().map(|b| -8.0 * b.d() * b.qs.iter().map(|&q| q as f32).sum::<f32>()).collect();
-        let mut pairs = vec![0; y.len() * x8::PAIR_WORDS];
-        x8::pairs(&y, t, &mut pairs);
-        let bias = y.iter().map(|b| -X::BIAS * b.qs.iter().map(|&q| q as i32).sum::<i32>()).collect();
-        Case { rows, w, y, d, offset, pairs, bias }
+        let mut packed = ActBuf::default();
+        packed.pack(&y, t, t, Needs { offset: true, pairs: true, bias: true }, X::BIAS);
+        Case { rows, w, y, packed: Rc::new(packed) }
     }
 
     /// No weights, and this case's activations.
     fn clone_act(&self) -> Self {
-        Case {
-            rows: vec![],
-            w: vec![],
-            y: self.y.clone(),
-            d: self.d.clone(),
-            offset: self.offset.clone(),
-            pairs: self.pairs.clone(),
-            bias: self.bias.clone(),
-        }
+        Case { rows: vec![], w: vec![], y: self.y.clone(), packed: self.packed.clone() }
     }
 
     fn act(&self) -> Act<'_> {
-        Act { q: &self.y, d: &self.d, offset: &self.offset, pairs: &self.pairs, bias: &self.bias }
+        self.act_blocks(0..self.w.len())
+    }
+
+    /// The activations of blocks `blocks` only.
+    fn act_blocks(&self, blocks: std::ops::Range<usize>) -> Act<'_> {
+        let t = self.y.len() / self.w.len().max(1);
+        self.packed.tile(0..t, blocks)
     }
 
     /// Sum of |terms| of row j's dot with token t.
@@ -218,8 +212,12 @@ fn check<X: X8Dot, const T: usize>(
             let mut reference2 = [[0.0; ROWS]; T];
             x8::reference::<X, T>(&other.w, other.act(), &mut reference2);
             for isa in Isa::available() {
+                // In two slices of blocks, the second adding to the first
+                // (as the matmul walk runs them).
                 let mut got = [[0.0; x8::ROWS2]; T];
-                x8::gemm2::<X, T>(isa, [&case.w, &other.w], case.act(), &mut got);
+                let (a, b) = (0..nb / 2, nb / 2..nb);
+                x8::gemm2::<X, T>(isa, [&case.w[a.clone()], &other.w[a.clone()]], case.act_blocks(a), &mut got);
+                x8::gemm2::<X, T>(isa, [&case.w[b.clone()], &other.w[b.clone()]], case.act_blocks(b), &mut got);
                 for t in 0..T {
                     for (g, (c, want)) in [(&case, &reference), (&other, &reference2)].into_iter().enumerate() {
                         for j in 0..ROWS {

@@ -15,10 +15,13 @@ use super::scalar::BlockInts;
 use super::Isa;
 use crate::formats::interleaved::{BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
 use crate::formats::BlockQ8_0;
+use std::ops::Range;
 
-/// `T` activation rows quantized to Q8_0, `nb` blocks each, one after the
-/// other, with each block's scale as f32 and what the kernels of the chosen
-/// instruction set read beside it ([`Needs`]):
+/// `T` activation rows quantized to Q8_0, packed block-major: entry
+/// `b * T + t` is token `t`'s block `b` (so a range of blocks is one
+/// contiguous run, and the `T` blocks a weight block meets sit together).
+/// Each entry has its 32 values, its scale as f32, and what the kernels of
+/// the chosen instruction set read beside it ([`Needs`]):
 /// - for the AVX2 Q4_0 kernel, the offset term `-8 * d * sum(q)` (it
 ///   multiplies raw nibbles 0..16 and adds this per block instead of
 ///   subtracting 8 from every weight);
@@ -29,7 +32,7 @@ use crate::formats::BlockQ8_0;
 ///   integer sum from this, which is exact).
 #[derive(Clone, Copy)]
 pub struct Act<'a> {
-    pub q: &'a [BlockQ8_0],
+    pub q: &'a [[i8; 32]],
     pub d: &'a [f32],
     pub offset: &'a [f32],
     pub pairs: &'a [u32],
@@ -63,9 +66,8 @@ pub fn two_group_kernel(isa: Isa) -> bool {
 /// 32-bit words per activation block in [`pairs`]' layout.
 pub const PAIR_WORDS: usize = 16;
 
-/// The `tokens` activation rows of `q` (token after token, as in [`Act`])
-/// as 16-bit pairs, block-major so a tile's blocks `b` sit together:
-/// `out[(b * tokens + t) * 16 + k]` holds values `(4k, 4k + 2)` of token
+/// The `tokens` activation rows of `q` (token after token) as 16-bit pairs,
+/// block-major as in [`Act`]: `out[(b * tokens + t) * 16 + k]` holds values `(4k, 4k + 2)` of token
 /// `t`'s block `b` for `k < 8`, and `(4(k - 8) + 1, 4(k - 8) + 3)` for
 /// `k >= 8`, low half first. These are the even and odd bytes of chunk `k`,
 /// matching the even and odd weight bytes the Q8_0 kernel widens.
@@ -79,6 +81,87 @@ pub fn pairs(q: &[BlockQ8_0], tokens: usize, out: &mut [u32]) {
         for (k, c) in yb.qs.chunks_exact(4).enumerate() {
             o[k] = pair(c[0], c[2]);
             o[8 + k] = pair(c[1], c[3]);
+        }
+    }
+}
+
+/// [`Act`]s for a whole batch, tile after tile: the tile of tokens
+/// `t0..t0 + T` (`t0` a multiple of the tile length) holds entries
+/// `t0 * nb..(t0 + T) * nb`, block-major inside.
+#[derive(Default)]
+pub struct ActBuf {
+    nb: usize,
+    q: Vec<[i8; 32]>,
+    d: Vec<f32>,
+    offset: Vec<f32>,
+    pairs: Vec<u32>,
+    bias: Vec<i32>,
+}
+
+impl ActBuf {
+    /// Packs `y`, `n_tokens` rows of blocks one after the other, in tiles
+    /// of `tile` tokens, with the parts `needs` asks for; `bias` is the
+    /// weight type's [`X8Dot::BIAS`].
+    pub fn pack(&mut self, y: &[BlockQ8_0], n_tokens: usize, tile: usize, needs: Needs, bias: i32) {
+        use rayon::prelude::*;
+        let nb = y.len() / n_tokens;
+        assert!(nb * n_tokens == y.len() && tile > 0, "activations are not whole rows");
+        self.nb = nb;
+        let len = y.len();
+        let resize = |v: &mut Vec<_>, needed: bool| {
+            v.clear();
+            if needed {
+                v.resize(len, Default::default());
+            }
+        };
+        self.q.clear();
+        self.q.resize(len, [0; 32]);
+        resize(&mut self.d, true);
+        resize(&mut self.offset, needs.offset);
+        self.bias.clear();
+        if needs.bias {
+            self.bias.resize(len, 0);
+        }
+        for (k, rows) in y.chunks(tile * nb).enumerate() {
+            let (base, n) = (k * tile * nb, rows.len() / nb);
+            for (t, row) in rows.chunks_exact(nb).enumerate() {
+                for (b, y) in row.iter().enumerate() {
+                    let i = base + b * n + t;
+                    self.q[i] = y.qs;
+                    self.d[i] = y.d();
+                    if needs.offset || needs.bias {
+                        let sum = y.qs.iter().map(|&q| q as i32).sum::<i32>();
+                        if needs.offset {
+                            self.offset[i] = -8.0 * self.d[i] * sum as f32;
+                        }
+                        if needs.bias {
+                            self.bias[i] = -bias * sum;
+                        }
+                    }
+                }
+            }
+        }
+        self.pairs.clear();
+        if needs.pairs {
+            self.pairs.resize(y.len() * PAIR_WORDS, 0);
+            y.par_chunks(tile * nb)
+                .zip(self.pairs.par_chunks_mut(tile * nb * PAIR_WORDS))
+                .for_each(|(q, p)| pairs(q, q.len() / nb, p));
+        }
+    }
+
+    /// Blocks `blocks` of the tile of `tokens` (a tile as packed).
+    pub fn tile(&self, tokens: Range<usize>, blocks: Range<usize>) -> Act<'_> {
+        let n = tokens.len();
+        let span = tokens.start * self.nb + blocks.start * n..tokens.start * self.nb + blocks.end * n;
+        let part = |len: usize, span: Range<usize>| if len == 0 { 0..0 } else { span };
+        let words = span.start * PAIR_WORDS..span.end * PAIR_WORDS;
+        Act {
+            q: &self.q[span.clone()],
+            d: &self.d[span.clone()],
+            offset: &self.offset[part(self.offset.len(), span.clone())],
+            pairs: &self.pairs[part(self.pairs.len(), words)],
+            bias: &self.bias[part(self.bias.len(), span)],
         }
     }
 }
@@ -111,6 +194,8 @@ pub trait X8Dot: Interleaved {
         }
     }
     #[cfg(target_arch = "x86_64")]
+    /// Adds the products to `out`.
+    ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `act` must hold `T * w.len()`
     /// blocks (and scales, and offsets when needed).
@@ -127,8 +212,8 @@ pub trait X8Dot: Interleaved {
 /// eight unsigned weight chunks and eight accumulators in 32 registers.
 pub const TILE_VNNI: usize = 8;
 
-/// `out[t][j] = dot(row j of w, activation row t)` for the eight rows of one
-/// interleaved group and `T` activation rows.
+/// `out[t][j] += dot(row j of w, activation row t)` for the eight rows of
+/// one interleaved group and `T` activation rows.
 #[inline]
 pub fn gemm<X: X8Dot, const T: usize>(isa: Isa, w: &[X], act: Act, out: &mut [[f32; ROWS]; T])
 where
@@ -153,7 +238,7 @@ where
 }
 
 /// [`gemm`] for two interleaved groups of `nb` blocks each: rows 0..8 of
-/// `out[t]` from `w[0]`, 8..16 from `w[1]`. On AVX-512 VNNI one kernel
+/// `out[t]` add `w[0]`'s products, 8..16 `w[1]`'s. On AVX-512 VNNI one kernel
 /// covers both (a 512-bit register holds a chunk of 16 rows); elsewhere it
 /// is [`gemm`] twice. Pass the same group twice to get one group's rows.
 #[inline]
@@ -176,14 +261,14 @@ where
 }
 
 /// A two-group step as a one-group kernel on each group: `one(w[g], o)`
-/// fills group `g`'s rows of `out`.
+/// adds to group `g`'s rows of `out`.
 pub(crate) fn per_group<W, const T: usize>(
     w: [W; 2],
     out: &mut [[f32; ROWS2]; T],
     mut one: impl FnMut(W, &mut [[f32; ROWS]; T]),
 ) {
     for (g, w) in w.into_iter().enumerate() {
-        let mut o = [[0.0; ROWS]; T];
+        let mut o: [[f32; ROWS]; T] = std::array::from_fn(|t| out[t][g * ROWS..][..ROWS].try_into().expect("8 rows"));
         one(w, &mut o);
         for (out, o) in out.iter_mut().zip(o) {
             out[g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
@@ -191,20 +276,19 @@ pub(crate) fn per_group<W, const T: usize>(
     }
 }
 
-/// The scalar reference: ggml's `sumf += (dx * dy) * sumi` per row and token.
+/// The scalar reference: ggml's `sumf += (dx * dy) * sumi` per row and
+/// token, continuing from `out`.
 pub fn reference<X: Interleaved, const T: usize>(w: &[X], act: Act, out: &mut [[f32; ROWS]; T])
 where
     X::Source: BlockInts,
 {
-    let nb = w.len();
-    *out = [[0.0; ROWS]; T];
     for (b, wb) in w.iter().enumerate() {
         for (j, row) in wb.to_rows().iter().enumerate() {
             let wi = row.ints();
             for (t, o) in out.iter_mut().enumerate() {
-                let yb = &act.q[t * nb + b];
-                let sumi: i32 = wi.iter().zip(&yb.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
-                o[j] += (row.d() * yb.d()) * sumi as f32;
+                let i = b * T + t;
+                let sumi: i32 = wi.iter().zip(&act.q[i]).map(|(&a, &b)| a as i32 * b as i32).sum();
+                o[j] += (row.d() * act.d[i]) * sumi as f32;
             }
         }
     }
@@ -216,56 +300,21 @@ mod avx2 {
     use super::*;
     use core::arch::x86_64::*;
 
-    /// Each token's activation blocks, scales and offsets as base pointers,
-    /// so the block loop indexes without bounds checks.
-    struct Rows<const T: usize> {
-        q: [*const BlockQ8_0; T],
-        d: [*const f32; T],
-        offset: [*const f32; T],
-    }
-
-    impl<const T: usize> Rows<T> {
-        /// `act` holds `T * nb` blocks and scales, and offsets when the
-        /// weight type needs them (checked by `gemm`).
-        #[inline]
-        fn new(act: Act, nb: usize) -> Self {
-            let at = |p: *const f32, t: usize| p.wrapping_add(t * nb);
-            Self {
-                q: std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb)),
-                d: std::array::from_fn(|t| at(act.d.as_ptr(), t)),
-                offset: std::array::from_fn(|t| at(act.offset.as_ptr(), t)),
-            }
-        }
-        /// # Safety
-        /// `t < T` and `b < nb`.
-        #[inline]
-        unsafe fn block(&self, t: usize, b: usize) -> &BlockQ8_0 {
-            // SAFETY: in bounds by the caller's contract and `new`'s.
-            unsafe { &*self.q[t].add(b) }
-        }
-        /// # Safety
-        /// As for `block`.
-        #[inline]
-        unsafe fn d(&self, t: usize, b: usize) -> f32 {
-            // SAFETY: as for `block`.
-            unsafe { *self.d[t].add(b) }
-        }
-        /// # Safety
-        /// As for `block`, and the weight type needs offsets.
-        #[inline]
-        unsafe fn offset(&self, t: usize, b: usize) -> f32 {
-            // SAFETY: as for `block`.
-            unsafe { *self.offset[t].add(b) }
-        }
-    }
-
     /// Chunk `c` of an activation block (its values `4c..4c+4`) in every
     /// 32-bit lane.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn chunk(y: &BlockQ8_0, c: usize) -> __m256i {
-        let b = &y.qs[c * 4..c * 4 + 4];
+    fn chunk(y: &[i8; 32], c: usize) -> __m256i {
+        let b = &y[c * 4..c * 4 + 4];
         _mm256_set1_epi32(i32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]))
+    }
+
+    /// The accumulators, from `out`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn load<const T: usize>(out: &[[f32; ROWS]; T]) -> [__m256; T] {
+        // SAFETY: reads exactly the eight floats of `out[t]`; unaligned.
+        std::array::from_fn(|t| unsafe { _mm256_loadu_ps(out[t].as_ptr()) })
     }
 
     #[inline]
@@ -301,10 +350,8 @@ mod avx2 {
         /// block, and the `-8` folded in through the block's offset term.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
-            let nb = w.len();
             let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
-            let mut acc = [_mm256_setzero_ps(); T];
-            let rows = Rows::<T>::new(act, nb);
+            let mut acc = load(out);
             let mut ahead = Ahead::new(w);
             for (b, wb) in w.iter().enumerate() {
                 if T == 1 {
@@ -325,8 +372,11 @@ mod avx2 {
                     }
                 });
                 for (t, acc) in acc.iter_mut().enumerate() {
-                    // SAFETY: b < nb and t < T (see `Rows`).
-                    let (y, d, off) = unsafe { (rows.block(t, b), rows.d(t, b), rows.offset(t, b)) };
+                    let i = b * T + t;
+                    // SAFETY: b < nb and t < T, inside the T * nb entries
+                    // (checked by `gemm`).
+                    let (y, d, off) =
+                        unsafe { (act.q.get_unchecked(i), *act.d.get_unchecked(i), *act.offset.get_unchecked(i)) };
                     let p: [__m256i; 8] = std::array::from_fn(|c| _mm256_maddubs_epi16(q[c], chunk(y, c)));
                     let s01 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
                     let s23 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
@@ -362,9 +412,7 @@ mod avx2 {
         /// every broadcast is one load at a fixed offset.
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
-            let nb = w.len();
-            let mut acc = [_mm256_setzero_ps(); T];
-            let rows = Rows::<T>::new(act, nb);
+            let mut acc = load(out);
             let mut ahead = Ahead::new(w);
             for (b, wb) in w.iter().enumerate() {
                 if T == 1 {
@@ -391,8 +439,9 @@ mod avx2 {
                     }
                 }
                 for (t, (acc, sum)) in acc.iter_mut().zip(sum).enumerate() {
-                    // SAFETY: b < nb and t < T (see `Rows`).
-                    let d = unsafe { rows.d(t, b) };
+                    // SAFETY: b < nb and t < T, inside the T * nb entries
+                    // (checked by `gemm`).
+                    let d = unsafe { *act.d.get_unchecked(b * T + t) };
                     *acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(d)), _mm256_cvtepi32_ps(sum), *acc);
                 }
             }
@@ -522,9 +571,12 @@ pub(crate) mod avx512 {
     /// Sixteen rows x `T` tokens: per block and token, the integer sum
     /// starts at `-BIAS * sum(y)` ([`Act::bias`]) and takes eight `vpdpbusd` (unsigned
     /// weights times signed activation chunks, broadcast from memory, four
-    /// products per 32-bit lane, no saturation), so it ends exact; then one
-    /// conversion and one FMA by the two scales, as ggml's
-    /// `sumf += (dx * dy) * sumi`.
+    /// products per 32-bit lane, no saturation), so it ends exact; then a
+    /// conversion, a multiply and an FMA by the two scales,
+    /// `sumf += dx * (sumi * dy)` (ggml's `(dx * dy) * sumi` to f32
+    /// rounding). Those three compete with `vpdpbusd` for the same two
+    /// pipes on Zen 5; they, not the loads, keep the kernel near 70% of
+    /// the `vpdpbusd` peak (`examples/gemm_rate.rs`).
     ///
     /// # Safety
     /// As for [`X8Dot::avx512`].
@@ -536,37 +588,33 @@ pub(crate) mod avx512 {
             // one stream from memory rather than two.
             for (g, w) in w.into_iter().enumerate() {
                 // SAFETY: the caller's contract, for one group.
-                let o = unsafe { gemv(w, act) };
-                out[0][g * ROWS..(g + 1) * ROWS].copy_from_slice(&o);
+                unsafe { gemv(w, act, &mut out[0][g * ROWS..]) };
             }
             return;
         }
-        let nb = w[0].len();
-        let mut q: [*const BlockQ8_0; T] = std::array::from_fn(|t| act.q.as_ptr().wrapping_add(t * nb));
-        let mut d: [*const f32; T] = std::array::from_fn(|t| act.d.as_ptr().wrapping_add(t * nb));
-        let mut bias: [*const i32; T] = std::array::from_fn(|t| act.bias.as_ptr().wrapping_add(t * nb));
-        let mut acc = [_mm512_setzero_ps(); T];
-        for (wa, wb) in w[0].iter().zip(w[1]) {
+        // SAFETY: reads exactly the sixteen floats of `out[t]`; unaligned.
+        let mut acc: [__m512; T] = std::array::from_fn(|t| unsafe { _mm512_loadu_ps(out[t].as_ptr()) });
+        for (b, (wa, wb)) in w[0].iter().zip(w[1]).enumerate() {
             let dw = halves16(wa.scales(), wb.scales());
             // SAFETY: the CPU has AVX-512 F/BW (this function's features).
             let wq = unsafe { X::chunks(wa, wb) };
-            for t in 0..T {
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let i = b * T + t;
                 // SAFETY: block b < nb of token t < T: in bounds, as `act`
                 // holds T * nb blocks, scales and sums (the caller's
-                // contract); the pointers advance one block per step.
-                let (y, dy, bias) = unsafe { (&*q[t], *d[t], *bias[t]) };
+                // contract).
+                let (y, dy, bias) =
+                    unsafe { (act.q.get_unchecked(i), *act.d.get_unchecked(i), *act.bias.get_unchecked(i)) };
                 let mut s = _mm512_set1_epi32(bias);
                 for (c, wq) in wq.iter().enumerate() {
-                    // SAFETY: four bytes at 4c inside the block's 32 `qs`.
-                    let yc = unsafe { std::ptr::read_unaligned(y.qs.as_ptr().add(4 * c).cast::<i32>()) };
+                    // SAFETY: four bytes at 4c inside the block's 32.
+                    let yc = unsafe { std::ptr::read_unaligned(y.as_ptr().add(4 * c).cast::<i32>()) };
                     s = _mm512_dpbusd_epi32(s, *wq, _mm512_set1_epi32(yc));
                 }
-                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(dy)), _mm512_cvtepi32_ps(s), acc[t]);
-            }
-            for t in 0..T {
-                q[t] = q[t].wrapping_add(1);
-                d[t] = d[t].wrapping_add(1);
-                bias[t] = bias[t].wrapping_add(1);
+                // (s * dy) * dw rather than (dw * dy) * s: the same three
+                // operations, but the product of the scales no longer
+                // waits on a broadcast (about 4% on the bare kernel).
+                *acc = _mm512_fmadd_ps(dw, _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dy)), *acc);
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -582,8 +630,9 @@ pub(crate) mod avx512 {
     /// As for [`gemm`] with `T = 1`, for the one group `w`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn gemv<X: Unsigned>(w: &[X], act: Act) -> [f32; ROWS] {
-        let mut acc = _mm256_setzero_ps();
+    unsafe fn gemv<X: Unsigned>(w: &[X], act: Act, out: &mut [f32]) {
+        // SAFETY: reads exactly the eight floats of `out`; unaligned.
+        let mut acc = unsafe { _mm256_loadu_ps(out[..ROWS].as_ptr()) };
         let mut ahead = super::super::Ahead::new(w);
         for (b, wb) in w.iter().enumerate() {
             ahead.before(wb);
@@ -598,15 +647,13 @@ pub(crate) mod avx512 {
             let mut s = _mm256_set1_epi32(bias);
             for (c, wq) in wq.iter().enumerate() {
                 // SAFETY: four bytes at 4c inside the block's 32 `qs`.
-                let yc = unsafe { std::ptr::read_unaligned(y.qs.as_ptr().add(4 * c).cast::<i32>()) };
+                let yc = unsafe { std::ptr::read_unaligned(y.as_ptr().add(4 * c).cast::<i32>()) };
                 s = _mm256_dpbusd_epi32(s, *wq, _mm256_set1_epi32(yc));
             }
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(s), acc);
         }
-        let mut out = [0.0; ROWS];
         // SAFETY: writes exactly the eight floats of `out`; unaligned.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
-        out
+        unsafe { _mm256_storeu_ps(out[..ROWS].as_mut_ptr(), acc) };
     }
 }
 
