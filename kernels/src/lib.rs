@@ -18,5 +18,5 @@ pub mod simd;
 
 pub use dtype::{GgmlDType, TypeTraits};
 pub use formats::GgmlType;
-pub use matmul::{matmul, Layout, MatmulScratch, QMatrix};
+pub use matmul::{matmul, matmul_many, Layout, MatmulScratch, QMatrix};
 pub use quantize::quantize_rows_par;

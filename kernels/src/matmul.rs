@@ -92,6 +92,10 @@ pub struct MatmulScratch {
     /// The Q8_K activations' sub-block sums in pairs, for the interleaved
     /// K-quant kernels.
     act_pairs: Vec<[i32; 4]>,
+    /// The weight type `x8` or `act_pairs` were last made for from `act`
+    /// (`None` once `act` changes), so products that share activations
+    /// share them too.
+    packed_for: Option<GgmlDType>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -118,31 +122,70 @@ pub fn matmul(w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32], scratch:
 
 /// [`matmul`] on an explicit instruction set (for tests and benchmarks).
 pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut [f32], scratch: &mut MatmulScratch) {
-    assert_eq!(x.len(), n_tokens * w.cols, "activation shape");
-    assert_eq!(out.len(), n_tokens * w.rows, "output shape");
-    let act_type = w.dtype.vec_dot_type();
-    let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-    let MatmulScratch { act, x8: x8_scratch, act_pairs } = scratch;
-    let act = scratch_bytes(act, act_row * n_tokens);
-    act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
-    let act: &[u8] = act;
+    matmul_many_with(isa, &mut [(*w, out)], x, n_tokens, scratch)
+}
 
-    if w.layout == Layout::Interleaved {
-        match w.dtype {
-            GgmlDType::Q4K => return matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
-            GgmlDType::Q5K => return matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
-            GgmlDType::Q6K => return matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
-            _ => {}
+/// `out = x · Wᵀ` for each `(W, out)` of `products`, matrices that read the
+/// same activations (Q, K and V; gate and up): the activations are
+/// quantized, and packed for the interleaved kernels, once for all of them
+/// where their weight types agree.
+pub fn matmul_many(products: &mut [(QMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) {
+    matmul_many_with(simd::isa(), products, x, n_tokens, scratch)
+}
+
+/// [`matmul_many`] on an explicit instruction set.
+pub fn matmul_many_with(
+    isa: Isa,
+    products: &mut [(QMatrix, &mut [f32])],
+    x: &[f32],
+    n_tokens: usize,
+    scratch: &mut MatmulScratch,
+) {
+    let mut quantized: Option<GgmlDType> = None;
+    for (w, out) in products.iter_mut() {
+        assert_eq!(x.len(), n_tokens * w.cols, "activation shape");
+        assert_eq!(out.len(), n_tokens * w.rows, "output shape");
+        let act_type = w.dtype.vec_dot_type();
+        let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
+        let fresh = quantized != Some(act_type);
+        let MatmulScratch { act, x8, act_pairs, packed_for } = &mut *scratch;
+        let act: &mut [u8] = scratch_bytes(act, act_row * n_tokens);
+        if fresh {
+            act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
+            quantized = Some(act_type);
+            *packed_for = None;
         }
-        let y: &[BlockQ8_0] = cast_blocks(act);
+        product(isa, w, act, n_tokens, out, x8, act_pairs, packed_for);
+    }
+}
+
+/// One product on activations quantized to `w`'s `vec_dot_type` in `act`.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    isa: Isa,
+    w: &QMatrix,
+    act: &[u8],
+    n_tokens: usize,
+    out: &mut [f32],
+    x8: &mut ActBuf,
+    act_pairs: &mut Vec<[i32; 4]>,
+    packed_for: &mut Option<GgmlDType>,
+) {
+    if w.layout == Layout::Interleaved {
+        let pack = *packed_for != Some(w.dtype);
+        *packed_for = Some(w.dtype);
         match w.dtype {
-            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, y, n_tokens, out, x8_scratch),
-            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, y, n_tokens, out, x8_scratch),
+            GgmlDType::Q4K => matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
+            GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
+            GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
+            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, cast_blocks(act), n_tokens, out, x8, pack),
+            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, cast_blocks(act), n_tokens, out, x8, pack),
             other => unreachable!("QMatrix::interleaved admits no {other}"),
         }
         return;
     }
 
+    let act_row = act.len() / n_tokens;
     let rows = w.rows;
     let tile = if n_tokens >= rowtile::TILE { rowtile::row_tile(isa, w.dtype) } else { None };
     let full = if tile.is_some() { n_tokens / rowtile::TILE * rowtile::TILE } else { 0 };
@@ -215,13 +258,22 @@ fn l2_bytes() -> Option<usize> {
 /// The interleaved Q4_0/Q8_0 path. The activations are packed once per
 /// call, tile by tile (`x8::ActBuf`), so that a tile's slice of blocks is
 /// one contiguous run.
-fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, y: &[BlockQ8_0], n_tokens: usize, out: &mut [f32], act: &mut ActBuf)
-where
+fn matmul_x8<X: X8Dot>(
+    isa: Isa,
+    w: &QMatrix,
+    y: &[BlockQ8_0],
+    n_tokens: usize,
+    out: &mut [f32],
+    act: &mut ActBuf,
+    pack: bool,
+) where
     X::Source: BlockInts,
 {
     let nb = y.len() / n_tokens;
     let tile = X::tile(isa);
-    act.pack(y, n_tokens, tile, X::needs(isa), X::BIAS);
+    if pack {
+        act.pack(y, n_tokens, tile, X::needs(isa), X::BIAS);
+    }
     let act: &ActBuf = act;
     let blocks: &[X] = interleaved::cast(w.data);
     // A packed block and its scale and bias or offset.
@@ -242,10 +294,13 @@ fn matmul_x8k<X: X8KDot>(
     n_tokens: usize,
     out: &mut [f32],
     pairs: &mut Vec<[i32; 4]>,
+    pack: bool,
 ) {
-    pairs.clear();
-    if X::NEEDS_PAIRS {
-        pairs.extend(y.iter().map(pair_sums));
+    if pack {
+        pairs.clear();
+        if X::NEEDS_PAIRS {
+            pairs.extend(y.iter().map(pair_sums));
+        }
     }
     let pairs: &[[i32; 4]] = pairs;
     let blocks: &[X] = interleaved::cast(w.data);

@@ -14,7 +14,7 @@ use common::{Aligned, Rng};
 use half::f16;
 use qllama_kernels::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
 use qllama_kernels::formats::{BlockQ4_0, BlockQ8_0};
-use qllama_kernels::matmul::matmul_with;
+use qllama_kernels::matmul::{matmul_many_with, matmul_with};
 use qllama_kernels::simd::scalar::{self, BlockInts};
 use qllama_kernels::simd::x8::{self, Act, ActBuf, Needs, X8Dot};
 use qllama_kernels::simd::Isa;
@@ -301,4 +301,57 @@ fn rows_of_an_interleaved_matrix_are_refused() {
     let w = Aligned::zeroed(8 * 18);
     let m = QMatrix::interleaved(GgmlDType::Q4_0, 8, 32, w.as_ref()).unwrap();
     let _ = m.row(0);
+}
+
+/// Several products on one input (`matmul_many`: Q, K, V or gate, up), with
+/// weight types that share activations and types that do not, interleaved
+/// and row-major, equal the products one by one, bit for bit.
+#[test]
+fn products_sharing_activations_match_products_one_by_one() {
+    let mut rng = Rng::new(13);
+    let (rows, cols) = (24, 512);
+    for n in [1, 9] {
+        let x = rng.normals(n * cols, 1.0);
+        let types =
+            [GgmlDType::Q8_0, GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q4_1];
+        let mut weights = vec![];
+        for (i, &dtype) in types.iter().enumerate() {
+            let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
+            // Every other matrix row-major, so both layouts follow each other.
+            let interleave = i % 2 == 0 && interleaved::can_interleave(dtype, rows);
+            let data = if interleave {
+                let mut packed = Aligned::zeroed(w.as_ref().len());
+                interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
+                packed
+            } else {
+                w
+            };
+            weights.push((dtype, interleave, data));
+        }
+        fn matrix((dtype, interleave, data): &(GgmlDType, bool, Aligned), rows: usize, cols: usize) -> QMatrix<'_> {
+            if *interleave {
+                QMatrix::interleaved(*dtype, rows, cols, data.as_ref()).unwrap()
+            } else {
+                QMatrix::new(*dtype, rows, cols, data.as_ref()).unwrap()
+            }
+        }
+        for isa in Isa::available() {
+            let want: Vec<Vec<f32>> = weights
+                .iter()
+                .map(|w| {
+                    let mut out = vec![0.0; n * rows];
+                    matmul_with(isa, &matrix(w, rows, cols), &x, n, &mut out, &mut MatmulScratch::default());
+                    out
+                })
+                .collect();
+            let mut outs = vec![vec![f32::NAN; n * rows]; weights.len()];
+            let mut products: Vec<(QMatrix, &mut [f32])> =
+                weights.iter().zip(outs.iter_mut()).map(|(w, o)| (matrix(w, rows, cols), o.as_mut_slice())).collect();
+            matmul_many_with(isa, &mut products, &x, n, &mut MatmulScratch::default());
+            for (i, (got, want)) in outs.iter().zip(&want).enumerate() {
+                let same = got.iter().zip(want).all(|(g, w)| g.to_bits() == w.to_bits());
+                assert!(same, "{} n={n} product {i} ({}) differs from its own matmul", isa.name(), types[i]);
+            }
+        }
+    }
 }

@@ -3,8 +3,8 @@
 
 use super::kv_cache::{KvData, KvElem, KvLayout, KvStore};
 use super::*;
-use qllama_kernels::matmul;
 use qllama_kernels::simd::{self, attn};
+use qllama_kernels::{matmul, matmul_many};
 use rayon::prelude::*;
 
 impl Model {
@@ -52,9 +52,8 @@ impl Model {
         for (l, lw) in w.layers.iter().enumerate() {
             // Attention: RMSNorm, then Q, K, V projections.
             rmsnorm_rows(xb, x, &lw.attn_norm, hp.rms_eps);
-            matmul(&self.matrix(&lw.wq), xb, n, q, mm);
-            matmul(&self.matrix(&lw.wk), xb, n, k, mm);
-            matmul(&self.matrix(&lw.wv), xb, n, v, mm);
+            let (wq, wk, wv) = (self.matrix(&lw.wq), self.matrix(&lw.wk), self.matrix(&lw.wv));
+            matmul_many(&mut [(wq, &mut *q), (wk, &mut *k), (wv, &mut *v)], xb, n, mm);
 
             // Rotary embeddings on each head of Q and K.
             rope_rows(q, rope, hp.head_dim(), hp.rope_dim);
@@ -73,8 +72,8 @@ impl Model {
 
             // Feed-forward: RMSNorm, SwiGLU, down projection, residual.
             rmsnorm_rows(xb, x, &lw.ffn_norm, hp.rms_eps);
-            matmul(&self.matrix(&lw.w_gate), xb, n, hb, mm);
-            matmul(&self.matrix(&lw.w_up), xb, n, hb2, mm);
+            let (w_gate, w_up) = (self.matrix(&lw.w_gate), self.matrix(&lw.w_up));
+            matmul_many(&mut [(w_gate, &mut *hb), (w_up, &mut *hb2)], xb, n, mm);
             swiglu(hb, hb2);
             matmul(&self.matrix(&lw.w_down), hb, n, xb2, mm);
             add(x, xb2);
