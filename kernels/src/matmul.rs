@@ -8,7 +8,7 @@
 
 use crate::dtype::GgmlDType;
 use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8_0x8, ROWS};
-use crate::formats::{cast_blocks, BlockQ8K, BlockQ8_0};
+use crate::formats::{cast_blocks, BlockQ8K};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
 use crate::simd::x8::{self, ActBuf, X8Dot};
@@ -128,7 +128,8 @@ pub fn matmul_with(isa: Isa, w: &QMatrix, x: &[f32], n_tokens: usize, out: &mut 
 /// `out = x · Wᵀ` for each `(W, out)` of `products`, matrices that read the
 /// same activations (Q, K and V; gate and up): the activations are
 /// quantized, and packed for the interleaved kernels, once for all of them
-/// where their weight types agree.
+/// where their weight types agree, and products of one type and layout run
+/// side by side, so no thread waits between them.
 pub fn matmul_many(products: &mut [(QMatrix, &mut [f32])], x: &[f32], n_tokens: usize, scratch: &mut MatmulScratch) {
     matmul_many_with(simd::isa(), products, x, n_tokens, scratch)
 }
@@ -142,44 +143,77 @@ pub fn matmul_many_with(
     scratch: &mut MatmulScratch,
 ) {
     let mut quantized: Option<GgmlDType> = None;
-    for (w, out) in products.iter_mut() {
-        assert_eq!(x.len(), n_tokens * w.cols, "activation shape");
-        assert_eq!(out.len(), n_tokens * w.rows, "output shape");
-        let act_type = w.dtype.vec_dot_type();
+    let mut rest = products;
+    while let Some((first, _)) = rest.first() {
+        let (dtype, layout) = (first.dtype, first.layout);
+        let n = rest.iter().take_while(|(w, _)| w.dtype == dtype && w.layout == layout).count();
+        let (run, tail) = rest.split_at_mut(n);
+        rest = tail;
+        for (w, out) in run.iter() {
+            assert_eq!(x.len(), n_tokens * w.cols, "activation shape");
+            assert_eq!(out.len(), n_tokens * w.rows, "output shape");
+        }
+        let w = run[0].0;
+        let act_type = dtype.vec_dot_type();
         let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-        let fresh = quantized != Some(act_type);
         let MatmulScratch { act, x8, act_pairs, packed_for } = &mut *scratch;
         let act: &mut [u8] = scratch_bytes(act, act_row * n_tokens);
-        if fresh {
+        if quantized != Some(act_type) {
             act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
             quantized = Some(act_type);
             *packed_for = None;
         }
-        product(isa, w, act, n_tokens, out, x8, act_pairs, packed_for);
+        if layout == Layout::Interleaved && *packed_for != Some(dtype) {
+            prepare(isa, &w, act, n_tokens, x8, act_pairs);
+            *packed_for = Some(dtype);
+        }
+        let (act, x8, act_pairs): (&[u8], &ActBuf, &[[i32; 4]]) = (act, x8, act_pairs);
+        match run {
+            [(w, out)] => product(isa, w, act, n_tokens, out, x8, act_pairs),
+            run => rayon::scope(|s| {
+                for (w, out) in run.iter_mut() {
+                    s.spawn(move |_| product(isa, w, act, n_tokens, out, x8, act_pairs));
+                }
+            }),
+        }
     }
 }
 
-/// One product on activations quantized to `w`'s `vec_dot_type` in `act`.
-#[allow(clippy::too_many_arguments)]
-fn product(
-    isa: Isa,
-    w: &QMatrix,
-    act: &[u8],
-    n_tokens: usize,
-    out: &mut [f32],
-    x8: &mut ActBuf,
-    act_pairs: &mut Vec<[i32; 4]>,
-    packed_for: &mut Option<GgmlDType>,
-) {
+/// What the interleaved kernels for `w` read beside the activations,
+/// quantized in `act`: the packed Q8_0 blocks, or the Q8_K blocks'
+/// sub-block sums in pairs.
+fn prepare(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, x8: &mut ActBuf, act_pairs: &mut Vec<[i32; 4]>) {
+    match w.dtype {
+        GgmlDType::Q4K => pair_sums_for::<BlockQ4Kx8>(cast_blocks(act), act_pairs),
+        GgmlDType::Q5K => pair_sums_for::<BlockQ5Kx8>(cast_blocks(act), act_pairs),
+        GgmlDType::Q6K => pair_sums_for::<BlockQ6Kx8>(cast_blocks(act), act_pairs),
+        GgmlDType::Q4_0 => {
+            x8.pack(cast_blocks(act), n_tokens, BlockQ4_0x8::tile(isa), BlockQ4_0x8::needs(isa), BlockQ4_0x8::BIAS)
+        }
+        GgmlDType::Q8_0 => {
+            x8.pack(cast_blocks(act), n_tokens, BlockQ8_0x8::tile(isa), BlockQ8_0x8::needs(isa), BlockQ8_0x8::BIAS)
+        }
+        other => unreachable!("QMatrix::interleaved admits no {other}"),
+    }
+}
+
+fn pair_sums_for<X: X8KDot>(y: &[BlockQ8K], pairs: &mut Vec<[i32; 4]>) {
+    pairs.clear();
+    if X::NEEDS_PAIRS {
+        pairs.extend(y.iter().map(pair_sums));
+    }
+}
+
+/// One product on activations quantized to `w`'s `vec_dot_type` in `act`
+/// and, for an interleaved `w`, what [`prepare`] made of them.
+fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], x8: &ActBuf, act_pairs: &[[i32; 4]]) {
     if w.layout == Layout::Interleaved {
-        let pack = *packed_for != Some(w.dtype);
-        *packed_for = Some(w.dtype);
         match w.dtype {
-            GgmlDType::Q4K => matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
-            GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
-            GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs, pack),
-            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, cast_blocks(act), n_tokens, out, x8, pack),
-            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, cast_blocks(act), n_tokens, out, x8, pack),
+            GgmlDType::Q4K => matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, n_tokens, out, x8),
+            GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, n_tokens, out, x8),
             other => unreachable!("QMatrix::interleaved admits no {other}"),
         }
         return;
@@ -255,26 +289,15 @@ fn l2_bytes() -> Option<usize> {
     })
 }
 
-/// The interleaved Q4_0/Q8_0 path. The activations are packed once per
-/// call, tile by tile (`x8::ActBuf`), so that a tile's slice of blocks is
-/// one contiguous run.
-fn matmul_x8<X: X8Dot>(
-    isa: Isa,
-    w: &QMatrix,
-    y: &[BlockQ8_0],
-    n_tokens: usize,
-    out: &mut [f32],
-    act: &mut ActBuf,
-    pack: bool,
-) where
+/// The interleaved Q4_0/Q8_0 path, on activations packed by [`prepare`]
+/// tile by tile (`x8::ActBuf`), so that a tile's slice of blocks is one
+/// contiguous run.
+fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, n_tokens: usize, out: &mut [f32], act: &ActBuf)
+where
     X::Source: BlockInts,
 {
-    let nb = y.len() / n_tokens;
+    let nb = w.cols / 32;
     let tile = X::tile(isa);
-    if pack {
-        act.pack(y, n_tokens, tile, X::needs(isa), X::BIAS);
-    }
-    let act: &ActBuf = act;
     let blocks: &[X] = interleaved::cast(w.data);
     // A packed block and its scale and bias or offset.
     let token_bytes = nb * (32 + 4 + 4);
@@ -287,22 +310,7 @@ fn matmul_x8<X: X8Dot>(
 }
 
 /// The interleaved K-quant path, on the same walk.
-fn matmul_x8k<X: X8KDot>(
-    isa: Isa,
-    w: &QMatrix,
-    y: &[BlockQ8K],
-    n_tokens: usize,
-    out: &mut [f32],
-    pairs: &mut Vec<[i32; 4]>,
-    pack: bool,
-) {
-    if pack {
-        pairs.clear();
-        if X::NEEDS_PAIRS {
-            pairs.extend(y.iter().map(pair_sums));
-        }
-    }
-    let pairs: &[[i32; 4]] = pairs;
+fn matmul_x8k<X: X8KDot>(isa: Isa, w: &QMatrix, y: &[BlockQ8K], n_tokens: usize, out: &mut [f32], pairs: &[[i32; 4]]) {
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
     let token_bytes = nb * std::mem::size_of::<BlockQ8K>();

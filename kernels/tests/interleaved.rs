@@ -305,20 +305,32 @@ fn rows_of_an_interleaved_matrix_are_refused() {
 
 /// Several products on one input (`matmul_many`: Q, K, V or gate, up), with
 /// weight types that share activations and types that do not, interleaved
-/// and row-major, equal the products one by one, bit for bit.
+/// and row-major, runs of one type and layout (which run side by side) and
+/// single ones, equal the products one by one, bit for bit.
 #[test]
 fn products_sharing_activations_match_products_one_by_one() {
     let mut rng = Rng::new(13);
     let (rows, cols) = (24, 512);
     for n in [1, 9] {
         let x = rng.normals(n * cols, 1.0);
-        let types =
-            [GgmlDType::Q8_0, GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::Q4_1];
+        use GgmlDType::*;
+        let types = [
+            (Q8_0, true),
+            (Q8_0, true),
+            (Q8_0, false),
+            (Q4_0, true),
+            (Q4_0, true),
+            (Q4_0, true),
+            (Q4K, false),
+            (Q4K, true),
+            (Q4K, true),
+            (Q6K, true),
+            (Q4_1, false),
+            (Q4_1, false),
+        ];
         let mut weights = vec![];
-        for (i, &dtype) in types.iter().enumerate() {
+        for &(dtype, interleave) in &types {
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
-            // Every other matrix row-major, so both layouts follow each other.
-            let interleave = i % 2 == 0 && interleaved::can_interleave(dtype, rows);
             let data = if interleave {
                 let mut packed = Aligned::zeroed(w.as_ref().len());
                 interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
@@ -350,7 +362,7 @@ fn products_sharing_activations_match_products_one_by_one() {
             matmul_many_with(isa, &mut products, &x, n, &mut MatmulScratch::default());
             for (i, (got, want)) in outs.iter().zip(&want).enumerate() {
                 let same = got.iter().zip(want).all(|(g, w)| g.to_bits() == w.to_bits());
-                assert!(same, "{} n={n} product {i} ({}) differs from its own matmul", isa.name(), types[i]);
+                assert!(same, "{} n={n} product {i} ({:?}) differs from its own matmul", isa.name(), types[i]);
             }
         }
     }
