@@ -61,8 +61,9 @@ where
     let blocks: &[X] = interleaved::cast(&w);
     let nb = COLS / 32;
     // (The allocator's alignment is ample; `cast_blocks` checks it.)
-    let mut qbytes = vec![0u8; T * nb * 34];
-    for (xs, o) in x.chunks(COLS).zip(qbytes.chunks_mut(nb * 34)) {
+    let row_bytes = GgmlDType::Q8_0.row_bytes(COLS).expect("whole blocks");
+    let mut qbytes = vec![0u8; T * row_bytes];
+    for (xs, o) in x.chunks(COLS).zip(qbytes.chunks_mut(row_bytes)) {
         GgmlDType::Q8_0.quantize_row(xs, o);
     }
     let q: &[BlockQ8_0] = cast_blocks(&qbytes);

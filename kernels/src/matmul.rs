@@ -92,10 +92,6 @@ pub struct MatmulScratch {
     /// The Q8_K activations' sub-block sums in pairs, for the interleaved
     /// K-quant kernels.
     act_pairs: Vec<[i32; 4]>,
-    /// The weight type `x8` or `act_pairs` were last made for from `act`
-    /// (`None` once `act` changes), so products that share activations
-    /// share them too.
-    packed_for: Option<GgmlDType>,
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -142,7 +138,10 @@ pub fn matmul_many_with(
     n_tokens: usize,
     scratch: &mut MatmulScratch,
 ) {
+    // What `act` holds (activations quantized to this type), and which
+    // weight type `x8` or `act_pairs` were last made for from it.
     let mut quantized: Option<GgmlDType> = None;
+    let mut packed_for: Option<GgmlDType> = None;
     let mut rest = products;
     while let Some((first, _)) = rest.first() {
         let (dtype, layout) = (first.dtype, first.layout);
@@ -156,16 +155,16 @@ pub fn matmul_many_with(
         let w = run[0].0;
         let act_type = dtype.vec_dot_type();
         let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-        let MatmulScratch { act, x8, act_pairs, packed_for } = &mut *scratch;
+        let MatmulScratch { act, x8, act_pairs } = &mut *scratch;
         let act: &mut [u8] = scratch_bytes(act, act_row * n_tokens);
         if quantized != Some(act_type) {
             act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
             quantized = Some(act_type);
-            *packed_for = None;
+            packed_for = None;
         }
-        if layout == Layout::Interleaved && *packed_for != Some(dtype) {
+        if layout == Layout::Interleaved && packed_for != Some(dtype) {
             prepare(isa, &w, act, n_tokens, x8, act_pairs);
-            *packed_for = Some(dtype);
+            packed_for = Some(dtype);
         }
         let (act, x8, act_pairs): (&[u8], &ActBuf, &[[i32; 4]]) = (act, x8, act_pairs);
         match run {
@@ -296,9 +295,9 @@ fn matmul_x8<X: X8Dot>(isa: Isa, w: &QMatrix, n_tokens: usize, out: &mut [f32], 
 where
     X::Source: BlockInts,
 {
-    let nb = w.cols / 32;
     let tile = X::tile(isa);
     let blocks: &[X] = interleaved::cast(w.data);
+    let nb = blocks.len() / (w.rows / ROWS);
     // A packed block and its scale and bias or offset.
     let token_bytes = nb * (32 + 4 + 4);
     for_each_x8_tile(w.rows, n_tokens, token_bytes, tile, out, |g, tokens, o| {

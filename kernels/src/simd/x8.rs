@@ -107,21 +107,17 @@ impl ActBuf {
         let nb = y.len() / n_tokens;
         assert!(nb * n_tokens == y.len() && tile > 0, "activations are not whole rows");
         self.nb = nb;
-        let len = y.len();
-        let resize = |v: &mut Vec<_>, needed: bool| {
+        // Each part `len` entries long where it is needed, empty elsewhere.
+        fn reset<V: Clone + Default>(v: &mut Vec<V>, len: usize, needed: bool) {
             v.clear();
-            if needed {
-                v.resize(len, Default::default());
-            }
-        };
-        self.q.clear();
-        self.q.resize(len, [0; 32]);
-        resize(&mut self.d, true);
-        resize(&mut self.offset, needs.offset);
-        self.bias.clear();
-        if needs.bias {
-            self.bias.resize(len, 0);
+            v.resize(if needed { len } else { 0 }, V::default());
         }
+        let len = y.len();
+        reset(&mut self.q, len, true);
+        reset(&mut self.d, len, true);
+        reset(&mut self.offset, len, needs.offset);
+        reset(&mut self.bias, len, needs.bias);
+        reset(&mut self.pairs, len * PAIR_WORDS, needs.pairs);
         for (k, rows) in y.chunks(tile * nb).enumerate() {
             let (base, n) = (k * tile * nb, rows.len() / nb);
             for (t, row) in rows.chunks_exact(nb).enumerate() {
@@ -141,9 +137,7 @@ impl ActBuf {
                 }
             }
         }
-        self.pairs.clear();
         if needs.pairs {
-            self.pairs.resize(y.len() * PAIR_WORDS, 0);
             y.par_chunks(tile * nb)
                 .zip(self.pairs.par_chunks_mut(tile * nb * PAIR_WORDS))
                 .for_each(|(q, p)| pairs(q, q.len() / nb, p));
