@@ -3,7 +3,7 @@
 
 use super::kv_cache::{KvData, KvElem, KvLayout, KvStore};
 use super::*;
-use qllama_kernels::simd::{self, attn};
+use qllama_kernels::simd::{self, attn, exp};
 use qllama_kernels::{matmul, matmul_many};
 use rayon::prelude::*;
 
@@ -183,7 +183,17 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
 
 /// `out = x / rms(x) * weight`, the sum of squares in f64 as ggml does.
 fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], eps: f32) {
-    let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    // Eight running sums, so the loop vectorizes (one sum cannot be
+    // reordered); the order changes the f64 sum by far less than f32's
+    // rounding of the scale.
+    let mut acc = [0.0f64; 8];
+    let (chunks, tail) = x.as_chunks::<8>();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += (c[i] as f64) * (c[i] as f64);
+        }
+    }
+    let ss: f64 = acc.iter().sum::<f64>() + tail.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
     let scale = 1.0 / ((ss / x.len() as f64) as f32 + eps).sqrt();
     for ((o, &xi), &wi) in out.iter_mut().zip(x).zip(weight) {
         *o = xi * scale * wi;
@@ -212,17 +222,15 @@ fn rope_rows(x: &mut [f32], rope: &[f32], head_dim: usize, rope_dim: usize) {
     });
 }
 
+/// `x += y`, row by row across threads.
 fn add(x: &mut [f32], y: &[f32]) {
-    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+    x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(a, b)| *a += b));
 }
 
 /// `gate = silu(gate) * up`.
 fn swiglu(gate: &mut [f32], up: &[f32]) {
-    gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| {
-        for (gi, &ui) in g.iter_mut().zip(u) {
-            *gi = *gi / (1.0 + (-*gi).exp()) * ui;
-        }
-    });
+    let isa = simd::isa();
+    gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| exp::swiglu(isa, g, u));
 }
 
 /// Store the batch's K and V rows for layer `l`, then compute each (token,
@@ -242,14 +250,20 @@ fn attention<T: KvElem>(
     scores: &mut [f32],
 ) {
     let kvd = layout.kv_dim;
-    for (i, t) in batch.iter().enumerate() {
+    // A run of one sequence's consecutive positions is one contiguous span
+    // of the cache, stored across threads.
+    let mut i0 = 0;
+    while i0 < batch.len() {
+        let t = &batch[i0];
+        let m = batch[i0..].iter().enumerate().take_while(|(j, u)| u.seq == t.seq && u.pos == t.pos + j).count();
         let at = layout.offset(t.seq, l, t.pos);
-        for (dst, src) in store.k[at..at + kvd].iter_mut().zip(&k[i * kvd..(i + 1) * kvd]) {
-            *dst = T::from_f32(*src);
+        for (cache, new) in [(&mut store.k, k), (&mut store.v, v)] {
+            let (dst, src) = (&mut cache[at..at + m * kvd], &new[i0 * kvd..(i0 + m) * kvd]);
+            dst.par_chunks_mut(kvd).zip(src.par_chunks(kvd)).for_each(|(d, s)| {
+                d.iter_mut().zip(s).for_each(|(d, &s)| *d = T::from_f32(s));
+            });
         }
-        for (dst, src) in store.v[at..at + kvd].iter_mut().zip(&v[i * kvd..(i + 1) * kvd]) {
-            *dst = T::from_f32(*src);
-        }
+        i0 += m;
     }
 
     let (hd, n_head, n_gqa) = (hp.head_dim(), hp.n_head, hp.n_gqa());
@@ -288,7 +302,7 @@ fn attention<T: KvElem>(
                             let qh = &q[(t0 + r0) * e + h * hd..];
                             attn::dot_tile(isa, qh, qr, &kc[base..], kr, scale, scores, sr);
                             for (row, t) in scores.chunks_exact_mut(n_keys).zip(run) {
-                                softmax(&mut row[..=t.pos]);
+                                exp::softmax(isa, &mut row[..=t.pos]);
                                 row[t.pos + 1..].fill(0.0);
                             }
                             attn::axpy_tile(isa, scores, sr, &vc[base..], kr, &mut out[r0 * e + h * hd..], qr);
@@ -318,7 +332,7 @@ fn attention<T: KvElem>(
                 for (p, sc) in scores.iter_mut().enumerate() {
                     *sc = attn::dot(isa, qh, &kc[base + p * kvd..][..hd]) * scale;
                 }
-                softmax(scores);
+                exp::softmax(isa, scores);
                 out.fill(0.0);
                 for (p, &a) in scores.iter().enumerate() {
                     attn::axpy(isa, a, &vc[base + p * kvd..][..hd], out);
@@ -327,13 +341,3 @@ fn attention<T: KvElem>(
         });
 }
 
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
-    x.iter_mut().for_each(|v| *v *= inv);
-}

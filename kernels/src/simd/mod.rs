@@ -3,6 +3,7 @@
 //! compile-time flags), and `QLLAMA_SIMD=scalar|avx2|avx512|neon` forces one.
 
 pub mod attn;
+pub mod exp;
 pub mod rowtile;
 pub mod scalar;
 pub mod x8;

@@ -107,9 +107,9 @@ impl ActBuf {
         let nb = y.len() / n_tokens;
         assert!(nb * n_tokens == y.len() && tile > 0, "activations are not whole rows");
         self.nb = nb;
-        // Each part `len` entries long where it is needed, empty elsewhere.
+        // Each part `len` entries long where it is needed, empty elsewhere
+        // (kept entries are all overwritten below).
         fn reset<V: Clone + Default>(v: &mut Vec<V>, len: usize, needed: bool) {
-            v.clear();
             v.resize(if needed { len } else { 0 }, V::default());
         }
         let len = y.len();
@@ -118,24 +118,14 @@ impl ActBuf {
         reset(&mut self.offset, len, needs.offset);
         reset(&mut self.bias, len, needs.bias);
         reset(&mut self.pairs, len * PAIR_WORDS, needs.pairs);
-        for (k, rows) in y.chunks(tile * nb).enumerate() {
-            let (base, n) = (k * tile * nb, rows.len() / nb);
-            for (t, row) in rows.chunks_exact(nb).enumerate() {
-                for (b, y) in row.iter().enumerate() {
-                    let i = base + b * n + t;
-                    self.q[i] = y.qs;
-                    self.d[i] = y.d();
-                    if needs.offset || needs.bias {
-                        let sum = y.qs.iter().map(|&q| q as i32).sum::<i32>();
-                        if needs.offset {
-                            self.offset[i] = -8.0 * self.d[i] * sum as f32;
-                        }
-                        if needs.bias {
-                            self.bias[i] = -bias * sum;
-                        }
-                    }
-                }
-            }
+        let sum = |y: &BlockQ8_0| y.qs.iter().map(|&q| q as i32).sum::<i32>();
+        per_tile(&mut self.q, y, nb, tile, |y| y.qs);
+        per_tile(&mut self.d, y, nb, tile, BlockQ8_0::d);
+        if needs.offset {
+            per_tile(&mut self.offset, y, nb, tile, |y| -8.0 * y.d() * sum(y) as f32);
+        }
+        if needs.bias {
+            per_tile(&mut self.bias, y, nb, tile, |y| -bias * sum(y));
         }
         if needs.pairs {
             y.par_chunks(tile * nb)
@@ -158,6 +148,20 @@ impl ActBuf {
             bias: &self.bias[part(self.bias.len(), span)],
         }
     }
+}
+
+/// `part[i] = f(y[t * nb + b])` for entry `i` of block `b` of token `t`
+/// in the block-major tile layout of [`ActBuf`], tiles across threads.
+fn per_tile<V: Send>(part: &mut [V], y: &[BlockQ8_0], nb: usize, tile: usize, f: impl Fn(&BlockQ8_0) -> V + Sync) {
+    use rayon::prelude::*;
+    part.par_chunks_mut(tile * nb).zip(y.par_chunks(tile * nb)).for_each(|(p, rows)| {
+        let n = rows.len() / nb;
+        for (t, row) in rows.chunks_exact(nb).enumerate() {
+            for (b, y) in row.iter().enumerate() {
+                p[b * n + t] = f(y);
+            }
+        }
+    });
 }
 
 /// An interleaved weight type with kernels.
