@@ -18,7 +18,7 @@ pub fn exp(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer (to nearest) and leaves it in
     // the low mantissa bits: bits(v) = 0x4B40_0000 + n for |n| < 2^22.
     const SHIFT: f32 = 12_582_912.0;
-    let x = if x < -87.33 { -87.33 } else if x > 88.3 { 88.3 } else { x };
+    let x = x.clamp(-87.33, 88.3);
     let v = x * std::f32::consts::LOG2_E + SHIFT;
     let n = v - SHIFT;
     // ln 2 in two parts, the first exact in few bits, so n * LN2_HI is exact.
@@ -26,7 +26,7 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e = p * (r * r) + r + 1.0;
     // 2^n: n + 127 in the exponent field (n is in -126..=127 after the clamp).
     let scale = f32::from_bits(v.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23);
