@@ -5,7 +5,7 @@
 //! the walk around it (caches, threads, the activations' quantization).
 //!
 //! `cargo run --release -p qllama-kernels --example gemm_rate -- q8_0 2`
-//! (weight type, threads).
+//! (weight type, threads, then optionally shapes `ROWSxCOLS` for the 7B ones).
 
 use qllama_kernels::formats::{cast_blocks, interleaved, BlockQ8_0};
 use qllama_kernels::matmul::{matmul_with, MatmulScratch, QMatrix};
@@ -23,12 +23,24 @@ fn main() -> Result<(), String> {
     let name = args.get(1).map_or("q8_0", String::as_str);
     let dtype = GgmlDType::from_name(name).ok_or_else(|| format!("unknown type {name}"))?;
     let threads: usize = args.get(2).map_or(Ok(1), |s| s.parse()).map_err(|e| format!("threads: {e}"))?;
+    // Further arguments: shapes as ROWSxCOLS in place of the 7B ones (a
+    // small matrix stays in the caches: the walk's cost without memory).
+    let shapes: Vec<(usize, usize)> = match args.get(3..) {
+        Some(extra) if !extra.is_empty() => extra
+            .iter()
+            .map(|s| {
+                let (r, c) = s.split_once('x').ok_or_else(|| format!("shape {s}: want ROWSxCOLS"))?;
+                Ok((r.parse().map_err(|e| format!("{s}: {e}"))?, c.parse().map_err(|e| format!("{s}: {e}"))?))
+            })
+            .collect::<Result<_, String>>()?,
+        _ => SHAPES.to_vec(),
+    };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| e.to_string())?;
     let isa = simd::isa();
     pool.install(|| {
         let (peak, insn) = limits::int8_peak().unwrap_or((f64::NAN, "none"));
         println!("{dtype}, {threads} thread(s), {}: peak {:.0} G MAC/s ({insn})", isa.name(), peak / 1e9);
-        for (rows, cols) in SHAPES {
+        for (rows, cols) in shapes.iter().copied() {
             let (w, x) = matrix(dtype, rows, cols, TOKENS);
             let m = if interleaved::can_interleave(dtype, rows) {
                 QMatrix::interleaved(dtype, rows, cols, &w)

@@ -257,12 +257,14 @@ fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], 
 /// The most tokens any interleaved kernel takes at once.
 const MAX_TILE: usize = 8;
 
-/// Activation bytes a task keeps hot while it walks its rows: half of a
-/// core's L2, so the chunk's activations stay there while the weights
-/// stream past. Larger chunks mean fewer passes over the weights (7B Q8_0
-/// pp512 on a 1 MiB-L2 core: 256 KiB chunks 43 and 40 t/s, 512 KiB 48 and
-/// 47, 1 MiB 37 and 41).
-fn act_chunk_bytes() -> usize {
+/// Weight bytes a task keeps in L2 while every tile of tokens passes over
+/// them: half of a core's L2, the other half for the activations
+/// streaming through. (7B Q8_0 products on one thread, G MAC/s for
+/// 4096x4096, 11008x4096, 4096x11008: tokens outermost in L2-sized chunks
+/// with weights streaming past 238/214/216 and 236/225/214; 64-row panels
+/// of weights with tokens streaming 246/254/240 and 251/251/205; 128-row
+/// panels 242/252/228 and 246/252/225.)
+fn panel_bytes() -> usize {
     static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *BYTES.get_or_init(|| l2_bytes().map_or(256 * 1024, |b| (b / 2).clamp(128 * 1024, 4 << 20)))
 }
@@ -298,9 +300,8 @@ where
     let tile = X::tile(isa);
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = blocks.len() / (w.rows / ROWS);
-    // A packed block and its scale and bias or offset.
-    let token_bytes = nb * (32 + 4 + 4);
-    for_each_x8_tile(w.rows, n_tokens, token_bytes, tile, out, |g, tokens, o| {
+    let group_bytes = std::mem::size_of_val(&blocks[..nb]);
+    for_each_x8_tile(w.rows, n_tokens, group_bytes, tile, out, |g, tokens, o| {
         let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
         let wg = [group(g.start), group(g.end - 1)];
         let a = act.tile(tokens, 0..nb);
@@ -312,9 +313,9 @@ where
 fn matmul_x8k<X: X8KDot>(isa: Isa, w: &QMatrix, y: &[BlockQ8K], n_tokens: usize, out: &mut [f32], pairs: &[[i32; 4]]) {
     let blocks: &[X] = interleaved::cast(w.data);
     let nb = y.len() / n_tokens;
-    let token_bytes = nb * std::mem::size_of::<BlockQ8K>();
+    let group_bytes = std::mem::size_of_val(&blocks[..nb]);
     // (These kernels write their tile, which the walk zeroed.)
-    for_each_x8_tile(w.rows, n_tokens, token_bytes, x8k::tile::<X>(isa), out, |g, tokens, o| {
+    for_each_x8_tile(w.rows, n_tokens, group_bytes, x8k::tile::<X>(isa), out, |g, tokens, o| {
         let group = |g: usize| &blocks[g * nb..(g + 1) * nb];
         let wg = [group(g.start), group(g.end - 1)];
         let span = tokens.start * nb..tokens.end * nb;
@@ -337,22 +338,22 @@ macro_rules! by_tile_len {
 }
 use by_tile_len;
 
-/// The walk of the interleaved paths. Tasks own runs of 8-row groups; each
-/// walks its groups two at a time (16 rows, one AVX-512 register's worth)
-/// once per chunk of tokens (so the chunk's activations, `token_bytes`
-/// each, stay in L2 while the groups' weights stream through L1), in
-/// tiles of up to `tile` tokens. `kernel(groups, tokens, o)` adds the
-/// products of `groups` (one or two, adjacent) with `tokens` to `o`
-/// (`tokens.len()` long, zeroed; group `i` of the range in
-/// `o[t][8i..8i + 8]`).
+/// The walk of the interleaved paths. Tasks own runs of 8-row groups,
+/// which they take in panels of about [`panel_bytes`] of weights
+/// (`group_bytes` a group): every tile of up to `tile` tokens passes over a
+/// panel's groups two at a time (16 rows, one AVX-512 register's worth),
+/// so the panel's weights stay in L2 and a tile's activations in L1 while
+/// they are used. `kernel(groups, tokens, o)` adds the products of
+/// `groups` (one or two, adjacent) with `tokens` to `o` (`tokens.len()`
+/// long, zeroed; group `i` of the range in `o[t][8i..8i + 8]`).
 ///
-/// (Slicing the rows so that a slice of weights stays in L1 while every
-/// tile of the chunk passes over it was tried: no faster on this machine,
-/// whose prefetchers keep the weights coming from L2.)
+/// (Tried before: tokens outermost in chunks that stay in L2 while the
+/// weights stream past, 5 to 15% slower; slicing the columns so that a
+/// slice of weights stays in L1, no faster.)
 fn for_each_x8_tile(
     rows: usize,
     n_tokens: usize,
-    token_bytes: usize,
+    group_bytes: usize,
     tile: usize,
     out: &mut [f32],
     kernel: impl Fn(Range<usize>, Range<usize>, &mut [[f32; 2 * ROWS]]) + Sync,
@@ -360,21 +361,21 @@ fn for_each_x8_tile(
     assert!((1..=MAX_TILE).contains(&tile));
     let groups = rows / ROWS;
     // A few tasks per thread, for balance on a busy machine; an even
-    // number of groups per task, so steps of two stay inside a task.
+    // number of groups per task and per panel, so steps of two stay inside.
     let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1).div_ceil(2) * 2;
-    let token_chunk = (act_chunk_bytes() / token_bytes).max(tile) / tile * tile;
+    let per_panel = (panel_bytes() / group_bytes.max(1)).max(2) / 2 * 2;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let out_ptr = &out_ptr;
         let my_groups = task * per_task..((task + 1) * per_task).min(groups);
         let mut buf = [[0.0; 2 * ROWS]; MAX_TILE];
-        for t0 in (0..n_tokens).step_by(token_chunk) {
-            let t1 = (t0 + token_chunk).min(n_tokens);
-            for g in my_groups.clone().step_by(2) {
-                let step = g..(g + 2).min(my_groups.end);
-                let n_rows = step.len() * ROWS;
-                for t in (t0..t1).step_by(tile) {
-                    let tokens = t..(t + tile).min(t1);
+        for p in my_groups.clone().step_by(per_panel) {
+            let panel = p..(p + per_panel).min(my_groups.end);
+            for t in (0..n_tokens).step_by(tile) {
+                let tokens = t..(t + tile).min(n_tokens);
+                for g in panel.clone().step_by(2) {
+                    let step = g..(g + 2).min(panel.end);
+                    let n_rows = step.len() * ROWS;
                     for t in tokens.clone() {
                         let at = out_ptr.0.wrapping_add(t * rows + g * ROWS);
                         simd::prefetch_write(at);
@@ -382,7 +383,7 @@ fn for_each_x8_tile(
                     }
                     let o = &mut buf[..tokens.len()];
                     o.fill([0.0; 2 * ROWS]);
-                    kernel(step.clone(), tokens, o);
+                    kernel(step, tokens.clone(), o);
                     for (i, v) in o.iter().enumerate() {
                         // SAFETY: token t+i < n_tokens and rows g*8 ..
                         // g*8 + n_rows are in bounds (asserted shapes);
