@@ -259,9 +259,7 @@ fn attention<T: KvElem>(
         let at = layout.offset(t.seq, l, t.pos);
         for (cache, new) in [(&mut store.k, k), (&mut store.v, v)] {
             let (dst, src) = (&mut cache[at..at + m * kvd], &new[i0 * kvd..(i0 + m) * kvd]);
-            dst.par_chunks_mut(kvd).zip(src.par_chunks(kvd)).for_each(|(d, s)| {
-                d.iter_mut().zip(s).for_each(|(d, &s)| *d = T::from_f32(s));
-            });
+            dst.par_chunks_mut(kvd).zip(src.par_chunks(kvd)).for_each(|(d, s)| T::from_f32_slice(d, s));
         }
         i0 += m;
     }

@@ -23,18 +23,21 @@ impl KvType {
 /// An element type the cache can store; attention's two loops over cached
 /// rows (`q · k` and `out += a · v`) are the kernels crate's.
 pub trait KvElem: AttnKernels + Default {
-    fn from_f32(x: f32) -> Self;
+    /// `dst[i] = src[i]` rounded to `Self` (to nearest, ties to even).
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]);
 }
 
 impl KvElem for f32 {
-    fn from_f32(x: f32) -> Self {
-        x
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        dst.copy_from_slice(src)
     }
 }
 
 impl KvElem for f16 {
-    fn from_f32(x: f32) -> Self {
-        f16::from_f32(x)
+    /// In vector code where the CPU has it (F16C; `half` detects it).
+    fn from_f32_slice(dst: &mut [Self], src: &[f32]) {
+        use half::slice::HalfFloatSliceExt;
+        dst.convert_from_f32_slice(src)
     }
 }
 
