@@ -98,7 +98,9 @@ fn swiglu_matches_f64_on_every_set() {
             }
             match &first {
                 None => first = Some(got),
-                Some(f) => assert!(f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{} differs", isa.name()),
+                Some(f) => {
+                    assert!(f.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{} differs", isa.name())
+                }
             }
         }
     }

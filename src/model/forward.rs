@@ -233,6 +233,13 @@ fn swiglu(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(4096).zip(up.par_chunks(4096)).for_each(|(g, u)| exp::swiglu(isa, g, u));
 }
 
+/// How many tokens from the start of `batch` are one sequence at
+/// consecutive positions (at least one).
+fn run_len(batch: &[BatchToken]) -> usize {
+    let t = &batch[0];
+    batch.iter().enumerate().take_while(|(j, u)| u.seq == t.seq && u.pos == t.pos + j).count()
+}
+
 /// Store the batch's K and V rows for layer `l`, then compute each (token,
 /// head)'s attention output into `att_out`. Each worker writes one
 /// contiguous slice of `att_out` and uses its own slice of `scores`.
@@ -254,8 +261,7 @@ fn attention<T: KvElem>(
     // of the cache, stored across threads.
     let mut i0 = 0;
     while i0 < batch.len() {
-        let t = &batch[i0];
-        let m = batch[i0..].iter().enumerate().take_while(|(j, u)| u.seq == t.seq && u.pos == t.pos + j).count();
+        let (t, m) = (&batch[i0], run_len(&batch[i0..]));
         let at = layout.offset(t.seq, l, t.pos);
         for (cache, new) in [(&mut store.k, k), (&mut store.v, v)] {
             let (dst, src) = (&mut cache[at..at + m * kvd], &new[i0 * kvd..(i0 + m) * kvd]);
@@ -287,10 +293,7 @@ fn attention<T: KvElem>(
                     // to the same keys, each up to its own position.
                     let mut r0 = 0;
                     while r0 < tile.len() {
-                        let mut r1 = r0 + 1;
-                        while r1 < tile.len() && tile[r1].seq == tile[r0].seq && tile[r1].pos == tile[r1 - 1].pos + 1 {
-                            r1 += 1;
-                        }
+                        let r1 = r0 + run_len(&tile[r0..]);
                         let run = &tile[r0..r1];
                         let (m, n_keys) = (run.len(), run[run.len() - 1].pos + 1);
                         let rows = |count, len, stride| attn::Rows { count, len, stride };
@@ -338,4 +341,3 @@ fn attention<T: KvElem>(
             }
         });
 }
-
