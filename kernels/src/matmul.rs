@@ -7,7 +7,9 @@
 //! once per batch while the quantized activations stay in cache.
 
 use crate::dtype::GgmlDType;
-use crate::formats::interleaved::{self, BlockQ4Kx8, BlockQ4_0x8, BlockQ5Kx8, BlockQ6Kx8, BlockQ8_0x8, ROWS};
+use crate::formats::interleaved::{
+    self, BlockQ4Kx8, BlockQ4_0x8, BlockQ4_1x8, BlockQ5Kx8, BlockQ5_0x8, BlockQ5_1x8, BlockQ6Kx8, BlockQ8_0x8, ROWS,
+};
 use crate::formats::{cast_blocks, BlockQ8K};
 use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
@@ -186,14 +188,17 @@ fn prepare(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, x8: &mut ActBuf, 
         GgmlDType::Q4K => pair_sums_for::<BlockQ4Kx8>(cast_blocks(act), act_pairs),
         GgmlDType::Q5K => pair_sums_for::<BlockQ5Kx8>(cast_blocks(act), act_pairs),
         GgmlDType::Q6K => pair_sums_for::<BlockQ6Kx8>(cast_blocks(act), act_pairs),
-        GgmlDType::Q4_0 => {
-            x8.pack(cast_blocks(act), n_tokens, BlockQ4_0x8::tile(isa), BlockQ4_0x8::needs(isa), BlockQ4_0x8::BIAS)
-        }
-        GgmlDType::Q8_0 => {
-            x8.pack(cast_blocks(act), n_tokens, BlockQ8_0x8::tile(isa), BlockQ8_0x8::needs(isa), BlockQ8_0x8::BIAS)
-        }
+        GgmlDType::Q4_0 => pack_for::<BlockQ4_0x8>(isa, act, n_tokens, x8),
+        GgmlDType::Q4_1 => pack_for::<BlockQ4_1x8>(isa, act, n_tokens, x8),
+        GgmlDType::Q5_0 => pack_for::<BlockQ5_0x8>(isa, act, n_tokens, x8),
+        GgmlDType::Q5_1 => pack_for::<BlockQ5_1x8>(isa, act, n_tokens, x8),
+        GgmlDType::Q8_0 => pack_for::<BlockQ8_0x8>(isa, act, n_tokens, x8),
         other => unreachable!("QMatrix::interleaved admits no {other}"),
     }
+}
+
+fn pack_for<X: X8Dot>(isa: Isa, act: &[u8], n_tokens: usize, x8: &mut ActBuf) {
+    x8.pack::<X::Act>(cast_blocks(act), n_tokens, X::tile(isa), X::needs(isa), X::BIAS);
 }
 
 fn pair_sums_for<X: X8KDot>(y: &[BlockQ8K], pairs: &mut Vec<[i32; 4]>) {
@@ -212,6 +217,9 @@ fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], 
             GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
             GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
             GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, n_tokens, out, x8),
+            GgmlDType::Q4_1 => matmul_x8::<BlockQ4_1x8>(isa, w, n_tokens, out, x8),
+            GgmlDType::Q5_0 => matmul_x8::<BlockQ5_0x8>(isa, w, n_tokens, out, x8),
+            GgmlDType::Q5_1 => matmul_x8::<BlockQ5_1x8>(isa, w, n_tokens, out, x8),
             GgmlDType::Q8_0 => matmul_x8::<BlockQ8_0x8>(isa, w, n_tokens, out, x8),
             other => unreachable!("QMatrix::interleaved admits no {other}"),
         }

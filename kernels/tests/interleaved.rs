@@ -12,8 +12,10 @@ mod common;
 
 use common::{Aligned, Rng};
 use half::f16;
-use qllama_kernels::formats::interleaved::{self, BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
-use qllama_kernels::formats::{BlockQ4_0, BlockQ8_0};
+use qllama_kernels::formats::interleaved::{
+    self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, BlockQ8_0x8, Interleaved, ROWS,
+};
+use qllama_kernels::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use qllama_kernels::matmul::{matmul_many_with, matmul_with};
 use qllama_kernels::simd::scalar::{self, BlockInts};
 use qllama_kernels::simd::x8::{self, Act, ActBuf, Needs, X8Dot};
@@ -57,6 +59,49 @@ fn q4(rng: &mut Rng, fill: Fill) -> BlockQ4_0 {
     BlockQ4_0 { d: scale(rng), qs }
 }
 
+fn q4_1(rng: &mut Rng, fill: Fill) -> BlockQ4_1 {
+    let b = q4(rng, fill);
+    BlockQ4_1 { d: b.d, m: scale(rng), qs: b.qs }
+}
+
+/// Fifth bits: random, all set (levels up to 31) or all clear.
+fn fifth(rng: &mut Rng, fill: Fill) -> [u8; 4] {
+    match fill {
+        Fill::Random => rng.next_u64().to_le_bytes()[..4].try_into().unwrap(),
+        Fill::Max => [0xFF; 4],
+        Fill::Min => [0; 4],
+    }
+}
+
+fn q5_0(rng: &mut Rng, fill: Fill) -> BlockQ5_0 {
+    let b = q4(rng, fill);
+    BlockQ5_0 { d: b.d, qh: fifth(rng, fill), qs: b.qs }
+}
+
+fn q5_1(rng: &mut Rng, fill: Fill) -> BlockQ5_1 {
+    let b = q4(rng, fill);
+    BlockQ5_1 { d: b.d, m: scale(rng), qh: fifth(rng, fill), qs: b.qs }
+}
+
+/// Activation blocks from Q8_0 ones (Q8_1 with `s = d * sum(q)`, as its
+/// quantizer stores it).
+trait FromQ8: x8::ActBlock + Clone {
+    fn from_q8(b: BlockQ8_0) -> Self;
+}
+
+impl FromQ8 for BlockQ8_0 {
+    fn from_q8(b: BlockQ8_0) -> Self {
+        b
+    }
+}
+
+impl FromQ8 for BlockQ8_1 {
+    fn from_q8(b: BlockQ8_0) -> Self {
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        BlockQ8_1 { d: b.d, s: f16::from_f32(b.d.to_f32() * sum as f32), qs: b.qs }
+    }
+}
+
 /// Weights may hold -128; activations hold -127..=127, as the quantizer
 /// writes them (the SIMD kernels rely on it).
 fn q8(rng: &mut Rng, fill: Fill, activation: bool) -> BlockQ8_0 {
@@ -81,6 +126,19 @@ fn interleaving_is_the_documented_permutation() {
     let x = BlockQ8_0x8::from_rows(std::array::from_fn(|j| &rows[j]));
     assert_eq!(x.qs[(7 * ROWS + 5) * 4 + 3], rows[5].qs[31]);
     assert_eq!(x.to_rows(), rows);
+    // Q5: each row's fifth bits regrouped so that bit 8k + c is weight
+    // 4c + k's (byte k of chunk c).
+    let rows: [BlockQ5_1; ROWS] = std::array::from_fn(|_| q5_1(&mut rng, Fill::Random));
+    let x = BlockQ5_1x8::from_rows(std::array::from_fn(|j| &rows[j]));
+    for j in 0..ROWS {
+        assert_eq!(x.m[j], rows[j].m);
+        let (src, dst) =
+            (u32::from_le_bytes(rows[j].qh), u32::from_le_bytes(x.qh[4 * j..4 * j + 4].try_into().unwrap()));
+        for (c, k) in (0..8).flat_map(|c| (0..4).map(move |k| (c, k))) {
+            assert_eq!(dst >> (8 * k + c) & 1, src >> (4 * c + k) & 1, "row {j} chunk {c} byte {k}");
+        }
+    }
+    assert_eq!(x.to_rows(), rows);
 }
 
 #[test]
@@ -90,6 +148,9 @@ fn whole_matrix_round_trip() {
         (GgmlDType::Q4_0, 24, 96),
         (GgmlDType::Q8_0, 16, 64),
         (GgmlDType::Q4_0, 8, 32),
+        (GgmlDType::Q4_1, 16, 64),
+        (GgmlDType::Q5_0, 16, 64),
+        (GgmlDType::Q5_1, 24, 96),
         (GgmlDType::Q4K, 8, 256),
         (GgmlDType::Q4K, 24, 768),
         (GgmlDType::Q5K, 8, 256),
@@ -107,7 +168,9 @@ fn whole_matrix_round_trip() {
         assert_eq!(back.as_ref(), src.as_ref(), "{dtype} {rows}x{cols}");
     }
     assert!(!interleaved::can_interleave(GgmlDType::Q4_0, 12));
-    assert!(!interleaved::can_interleave(GgmlDType::Q4_1, 16));
+    assert!(interleaved::can_interleave(GgmlDType::Q4_1, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5_0, 12));
+    assert!(!interleaved::can_interleave(GgmlDType::F16, 16));
     assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
     assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
     assert!(interleaved::can_interleave(GgmlDType::Q5K, 16));
@@ -116,26 +179,27 @@ fn whole_matrix_round_trip() {
 }
 
 /// Eight weight rows of `nb` blocks, interleaved, and `T` activation rows.
-struct Case<X: Interleaved> {
+struct Case<X: X8Dot> {
     rows: Vec<Vec<X::Source>>,
     w: Vec<X>,
-    y: Vec<BlockQ8_0>,
+    y: Vec<X::Act>,
     /// `y` packed as the kernels read it, with every part.
     packed: Rc<ActBuf>,
 }
 
 impl<X: X8Dot> Case<X>
 where
-    X::Source: BlockInts,
+    X::Act: FromQ8,
 {
     fn new(rng: &mut Rng, nb: usize, t: usize, make: &dyn Fn(&mut Rng) -> X::Source, yfill: Fill) -> Self {
         let rows: Vec<Vec<X::Source>> = (0..ROWS).map(|_| (0..nb).map(|_| make(rng)).collect()).collect();
         let w = (0..nb).map(|b| X::from_rows(std::array::from_fn(|j| &rows[j][b]))).collect();
         // The last token pinned at the extreme, the others random.
-        let y: Vec<BlockQ8_0> =
-            (0..t * nb).map(|i| q8(rng, if i / nb == t - 1 { yfill } else { Fill::Random }, true)).collect();
+        let y: Vec<X::Act> = (0..t * nb)
+            .map(|i| X::Act::from_q8(q8(rng, if i / nb == t - 1 { yfill } else { Fill::Random }, true)))
+            .collect();
         let mut packed = ActBuf::default();
-        packed.pack(&y, t, t, Needs { offset: true, pairs: true, bias: true }, X::BIAS);
+        packed.pack(&y, t, t, Needs { offset: true, pairs: true, bias: true, s: true }, X::BIAS);
         Case { rows, w, y, packed: Rc::new(packed) }
     }
 
@@ -160,8 +224,9 @@ where
         (0..nb)
             .map(|b| {
                 let (wb, yb) = (&self.rows[j][b], &self.y[t * nb + b]);
-                let s: i64 = wb.ints().iter().zip(&yb.qs).map(|(&a, &q)| (a as i64 * q as i64).abs()).sum();
+                let s: i64 = wb.ints().iter().zip(&yb.ints()).map(|(&a, &q)| (a as i64 * q as i64).abs()).sum();
                 s as f64 * (wb.d() as f64 * yb.d() as f64).abs()
+                    + (X::row_min(wb) as f64 * x8::ActBlock::s(yb) as f64).abs()
             })
             .sum()
     }
@@ -169,9 +234,9 @@ where
 
 fn check<X: X8Dot, const T: usize>(
     make: &dyn Fn(&mut Rng, Fill) -> X::Source,
-    one_row: fn(&[X::Source], &[BlockQ8_0]) -> f32,
+    one_row: fn(&[X::Source], &[X::Act]) -> f32,
 ) where
-    X::Source: BlockInts,
+    X::Act: FromQ8,
 {
     let mut rng = Rng::new(7 + T as u64);
     for nb in [1, 2, 3, 8, 33] {
@@ -238,11 +303,35 @@ fn check<X: X8Dot, const T: usize>(
 
 #[test]
 fn q4_0x8_kernels_match_the_reference() {
-    let make = |r: &mut Rng, f: Fill| q4(r, f);
-    check::<BlockQ4_0x8, 1>(&make, scalar::vec_dot_q4_0_q8_0);
-    check::<BlockQ4_0x8, 2>(&make, scalar::vec_dot_q4_0_q8_0);
-    check::<BlockQ4_0x8, 3>(&make, scalar::vec_dot_q4_0_q8_0);
-    check::<BlockQ4_0x8, 4>(&make, scalar::vec_dot_q4_0_q8_0);
+    check_levels::<BlockQ4_0x8>(&|r: &mut Rng, f: Fill| q4(r, f), scalar::vec_dot_q4_0_q8_0);
+}
+
+/// [`check`] for the tile lengths the 4- and 5-bit types run at: up to
+/// the AVX2 tile (4) and the VNNI tile (8).
+fn check_levels<X: X8Dot>(make: &dyn Fn(&mut Rng, Fill) -> X::Source, one_row: fn(&[X::Source], &[X::Act]) -> f32)
+where
+    X::Act: FromQ8,
+{
+    check::<X, 1>(make, one_row);
+    check::<X, 2>(make, one_row);
+    check::<X, 3>(make, one_row);
+    check::<X, 4>(make, one_row);
+    check::<X, 8>(make, one_row);
+}
+
+#[test]
+fn q4_1x8_kernels_match_the_reference() {
+    check_levels::<BlockQ4_1x8>(&|r: &mut Rng, f: Fill| q4_1(r, f), scalar::vec_dot_q4_1_q8_1);
+}
+
+#[test]
+fn q5_0x8_kernels_match_the_reference() {
+    check_levels::<BlockQ5_0x8>(&|r: &mut Rng, f: Fill| q5_0(r, f), scalar::vec_dot_q5_0_q8_0);
+}
+
+#[test]
+fn q5_1x8_kernels_match_the_reference() {
+    check_levels::<BlockQ5_1x8>(&|r: &mut Rng, f: Fill| q5_1(r, f), scalar::vec_dot_q5_1_q8_1);
 }
 
 #[test]
@@ -264,7 +353,8 @@ fn q8_0x8_kernels_match_the_reference() {
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
     for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K] {
+        use GgmlDType::*;
+        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
             let mut packed = Aligned::zeroed(w.as_ref().len());
             interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
@@ -288,9 +378,9 @@ fn interleaved_matmul_matches_row_major() {
         }
     }
     // Only types and row counts with an interleaved layout are accepted.
-    let w = Aligned::zeroed(16 * 20);
+    let w = Aligned::zeroed(16 * 64);
     assert!(QMatrix::interleaved(GgmlDType::Q4_0, 8, 32, &w.as_ref()[..8 * 18]).is_ok());
-    assert!(QMatrix::interleaved(GgmlDType::Q4_1, 16, 32, w.as_ref()).is_err());
+    assert!(QMatrix::interleaved(GgmlDType::F16, 16, 32, w.as_ref()).is_err());
     assert!(QMatrix::interleaved(GgmlDType::Q4_0, 4, 32, &w.as_ref()[..4 * 18]).is_err());
 }
 
@@ -327,6 +417,10 @@ fn products_sharing_activations_match_products_one_by_one() {
             (Q6K, true),
             (Q4_1, false),
             (Q4_1, false),
+            (Q4_1, true),
+            (Q5_1, true),
+            (Q5_0, true),
+            (Q5_0, false),
         ];
         let mut weights = vec![];
         for &(dtype, interleave) in &types {

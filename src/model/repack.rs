@@ -1,4 +1,4 @@
-//! Repacking at load: Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices are copied
+//! Repacking at load: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K matrices are copied
 //! once into the row-interleaved layout the x86-64 kernels read fastest
 //! (`qllama_kernels::formats::interleaved`), and the mapped file pages they
 //! came from are released, so resident memory stays at about the file size.

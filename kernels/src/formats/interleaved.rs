@@ -1,5 +1,5 @@
 //! Row-interleaved weight layouts, made at load time from a file's Q4_0,
-//! Q8_0, Q4_K, Q5_K and Q6_K tensors and never written to a file (GGUF files stay
+//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K tensors and never written to a file (GGUF files stay
 //! ggml's).
 //!
 //! Eight rows are stored block by block: one interleaved block holds block
@@ -12,13 +12,17 @@
 //!
 //! The chunking is on the stored bytes, so a Q4_0 chunk holds weights
 //! `4c..4c+4` in its low nibbles and `16+4c..16+4c+4` in its high nibbles,
-//! exactly as in the source block; a Q4_K chunk `c` holds weights
+//! exactly as in the source block (Q4_1, Q5_0 and Q5_1 alike, their fifth
+//! bits regrouped by chunk, [`fifth_bits_by_chunk`]); a Q4_K chunk `c` holds weights
 //! `64 (c / 8) + 4 (c % 8) ..` in its low nibbles and the same plus 32 in its
 //! high nibbles. Q5_K chunks its `qs` as Q4_K and its `qh` bytes the same
 //! way (`qh` chunk `c` holds the fifth bits of weights `32 s + 4 c ..` in bit
 //! `s`), and Q6_K its `ql` and `qh`.
 
-use super::{get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ6K, BlockQ8_0};
+use super::{
+    get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0,
+};
 use crate::dtype::GgmlDType;
 use half::f16;
 
@@ -34,6 +38,55 @@ pub struct BlockQ4_0x8 {
     pub d: [f16; ROWS],
     /// `qs[(c * 8 + j) * 4 + k]` = row `j`'s `qs[c * 4 + k]`, c in 0..4.
     pub qs: [u8; 16 * ROWS],
+}
+
+/// Block `b` of eight Q4_1 rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ4_1x8 {
+    pub d: [f16; ROWS],
+    pub m: [f16; ROWS],
+    /// As in [`BlockQ4_0x8`].
+    pub qs: [u8; 16 * ROWS],
+}
+
+/// Block `b` of eight Q5_0 rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ5_0x8 {
+    pub d: [f16; ROWS],
+    /// `qh[4 j..4 j + 4]` = row `j`'s fifth bits regrouped by chunk
+    /// ([`fifth_bits_by_chunk`]): one 32-bit lane per row.
+    pub qh: [u8; 4 * ROWS],
+    /// As in [`BlockQ4_0x8`].
+    pub qs: [u8; 16 * ROWS],
+}
+
+/// Block `b` of eight Q5_1 rows: [`BlockQ5_0x8`] with the rows' mins.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct BlockQ5_1x8 {
+    pub d: [f16; ROWS],
+    pub m: [f16; ROWS],
+    pub qh: [u8; 4 * ROWS],
+    pub qs: [u8; 16 * ROWS],
+}
+
+/// A Q5 block's fifth bits (ggml: bit `i` of the little-endian word is
+/// weight `i`'s) regrouped so that bit `8 k + c` is the fifth bit of byte
+/// `k` of chunk `c` (weight `4 c + k`): one shift and one mask put chunk
+/// `c`'s four bits at bit 4 of their bytes.
+pub fn fifth_bits_by_chunk(qh: [u8; 4]) -> [u8; 4] {
+    let w = u32::from_le_bytes(qh);
+    let out = (0..32).fold(0u32, |o, i| o | ((w >> i) & 1) << (8 * (i % 4) + i / 4));
+    out.to_le_bytes()
+}
+
+/// The inverse of [`fifth_bits_by_chunk`].
+pub fn fifth_bits_by_weight(qh: [u8; 4]) -> [u8; 4] {
+    let w = u32::from_le_bytes(qh);
+    let out = (0..32).fold(0u32, |o, i| o | ((w >> (8 * (i % 4) + i / 4)) & 1) << i);
+    out.to_le_bytes()
 }
 
 /// Block `b` of eight Q8_0 rows.
@@ -99,6 +152,9 @@ const _: () = {
     // Same bytes as the eight source blocks, so a repacked tensor takes
     // exactly the file's size.
     assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
+    assert!(std::mem::size_of::<BlockQ4_1x8>() == 8 * 20);
+    assert!(std::mem::size_of::<BlockQ5_0x8>() == 8 * 22);
+    assert!(std::mem::size_of::<BlockQ5_1x8>() == 8 * 24);
     assert!(std::mem::size_of::<BlockQ8_0x8>() == 8 * 34);
     assert!(std::mem::size_of::<BlockQ4Kx8>() == 8 * 144);
     assert!(std::mem::size_of::<BlockQ5Kx8>() == 8 * 176);
@@ -218,6 +274,41 @@ macro_rules! interleaved {
 interleaved!(BlockQ4_0x8, BlockQ4_0, u8, 16);
 interleaved!(BlockQ8_0x8, BlockQ8_0, i8, 32);
 
+/// Q4_1, Q5_0 and Q5_1: [`BlockQ4_0x8`]'s layout with the rows' mins
+/// (`m`) and fifth bits (`qh`, regrouped) where the type has them.
+macro_rules! interleaved_nibbles {
+    ($x8:ident, $src:ident $(, $m:ident)? $(; $qh:ident)?) => {
+        impl Interleaved for $x8 {
+            type Source = $src;
+
+            fn from_rows(rows: [&$src; ROWS]) -> Self {
+                let mut out = Self { d: rows.map(|r| r.d), $($m: rows.map(|r| r.$m),)? $($qh: [0; 4 * ROWS],)? qs: [0; 16 * ROWS] };
+                $(for (j, r) in rows.iter().enumerate() {
+                    out.$qh[4 * j..4 * j + 4].copy_from_slice(&fifth_bits_by_chunk(r.$qh));
+                })?
+                interleave_chunks(rows.map(|r| &r.qs[..]), &mut out.qs);
+                out
+            }
+
+            fn to_rows(&self) -> [$src; ROWS] {
+                std::array::from_fn(|j| {
+                    let mut qs = [0; 16];
+                    row_chunks(&self.qs, j, &mut qs);
+                    $src {
+                        d: self.d[j],
+                        $($m: self.$m[j],)?
+                        $($qh: fifth_bits_by_weight(self.$qh[4 * j..4 * j + 4].try_into().expect("4 bytes")),)?
+                        qs,
+                    }
+                })
+            }
+        }
+    };
+}
+interleaved_nibbles!(BlockQ4_1x8, BlockQ4_1, m);
+interleaved_nibbles!(BlockQ5_0x8, BlockQ5_0; qh);
+interleaved_nibbles!(BlockQ5_1x8, BlockQ5_1, m; qh);
+
 /// Q4_K and Q5_K: two f16 scales, the regrouped scales and mins, and the
 /// named quant fields (`field: bytes per row`), each chunked.
 macro_rules! interleaved_k4 {
@@ -286,8 +377,8 @@ impl Interleaved for BlockQ6Kx8 {
 
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
 pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K)
-        && rows.is_multiple_of(ROWS)
+    use GgmlDType::*;
+    matches!(dtype, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K) && rows.is_multiple_of(ROWS)
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -298,6 +389,9 @@ pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
 pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
     match dtype {
         GgmlDType::Q4_0 => interleave_as::<BlockQ4_0x8>(rows, src, dst),
+        GgmlDType::Q4_1 => interleave_as::<BlockQ4_1x8>(rows, src, dst),
+        GgmlDType::Q5_0 => interleave_as::<BlockQ5_0x8>(rows, src, dst),
+        GgmlDType::Q5_1 => interleave_as::<BlockQ5_1x8>(rows, src, dst),
         GgmlDType::Q8_0 => interleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => interleave_as::<BlockQ5Kx8>(rows, src, dst),
@@ -310,6 +404,9 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
 pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
     match dtype {
         GgmlDType::Q4_0 => deinterleave_as::<BlockQ4_0x8>(rows, src, dst),
+        GgmlDType::Q4_1 => deinterleave_as::<BlockQ4_1x8>(rows, src, dst),
+        GgmlDType::Q5_0 => deinterleave_as::<BlockQ5_0x8>(rows, src, dst),
+        GgmlDType::Q5_1 => deinterleave_as::<BlockQ5_1x8>(rows, src, dst),
         GgmlDType::Q8_0 => deinterleave_as::<BlockQ8_0x8>(rows, src, dst),
         GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => deinterleave_as::<BlockQ5Kx8>(rows, src, dst),

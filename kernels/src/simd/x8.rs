@@ -13,23 +13,25 @@
 use super::cpu_has;
 use super::scalar::BlockInts;
 use super::Isa;
-use crate::formats::interleaved::{BlockQ4_0x8, BlockQ8_0x8, Interleaved, ROWS};
-use crate::formats::BlockQ8_0;
+use crate::formats::interleaved::{BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, BlockQ8_0x8, Interleaved, ROWS};
+use crate::formats::{BlockQ8_0, BlockQ8_1};
 use std::ops::Range;
 
-/// `T` activation rows quantized to Q8_0, packed block-major: entry
+/// `T` activation rows quantized to Q8_0 (Q8_1 for the types with mins), packed block-major: entry
 /// `b * T + t` is token `t`'s block `b` (so a range of blocks is one
 /// contiguous run, and the `T` blocks a weight block meets sit together).
 /// Each entry has its 32 values, its scale as f32, and what the kernels of
 /// the chosen instruction set read beside it ([`Needs`]):
-/// - for the AVX2 Q4_0 kernel, the offset term `-8 * d * sum(q)` (it
-///   multiplies raw nibbles 0..16 and adds this per block instead of
-///   subtracting 8 from every weight);
+/// - for the AVX2 Q4_0 and Q5_0 kernels, the offset term
+///   `-BIAS * d * sum(q)` (they multiply raw levels 0..16 or 0..32 and add
+///   this per block instead of subtracting 8 or 16 from every weight);
 /// - for the AVX2 Q8_0 kernel, the values widened to 16-bit pairs by
 ///   [`pairs`];
 /// - for the AVX-512 VNNI kernels, `-X8Dot::BIAS * sum(q)` as an integer
 ///   (they multiply unsigned weights, `w + BIAS`, and start each block's
-///   integer sum from this, which is exact).
+///   integer sum from this, which is exact);
+/// - for the types with mins (Q4_1, Q5_1), Q8_1's `s = d * sum(q)`, which
+///   the rows' mins multiply.
 #[derive(Clone, Copy)]
 pub struct Act<'a> {
     pub q: &'a [[i8; 32]],
@@ -37,6 +39,24 @@ pub struct Act<'a> {
     pub offset: &'a [f32],
     pub pairs: &'a [u32],
     pub bias: &'a [i32],
+    pub s: &'a [f32],
+}
+
+/// An activation block the interleaved kernels read: Q8_0, or Q8_1 for
+/// the weight types with mins (ggml's `vec_dot_type`s).
+pub trait ActBlock: BlockInts + crate::GgmlType + Sync {
+    /// `d * sum(q)` as the block stores it (Q8_1); unused for Q8_0.
+    fn s(&self) -> f32 {
+        0.0
+    }
+}
+
+impl ActBlock for BlockQ8_0 {}
+
+impl ActBlock for BlockQ8_1 {
+    fn s(&self) -> f32 {
+        self.s.to_f32()
+    }
 }
 
 /// Which of [`Act`]'s optional parts a type's kernels read on an
@@ -46,6 +66,7 @@ pub struct Needs {
     pub offset: bool,
     pub pairs: bool,
     pub bias: bool,
+    pub s: bool,
 }
 
 /// Rows per two-group step ([`gemm2`]).
@@ -71,14 +92,14 @@ pub const PAIR_WORDS: usize = 16;
 /// `t`'s block `b` for `k < 8`, and `(4(k - 8) + 1, 4(k - 8) + 3)` for
 /// `k >= 8`, low half first. These are the even and odd bytes of chunk `k`,
 /// matching the even and odd weight bytes the Q8_0 kernel widens.
-pub fn pairs(q: &[BlockQ8_0], tokens: usize, out: &mut [u32]) {
+pub fn pairs<Y: ActBlock>(q: &[Y], tokens: usize, out: &mut [u32]) {
     let nb = q.len() / tokens;
     assert!(q.len() == nb * tokens && out.len() == q.len() * PAIR_WORDS, "pair buffer does not match");
     let pair = |a: i8, b: i8| (a as i16 as u16 as u32) | (b as i16 as u16 as u32) << 16;
     for (i, yb) in q.iter().enumerate() {
         let (t, b) = (i / nb, i % nb);
         let o = &mut out[(b * tokens + t) * PAIR_WORDS..][..PAIR_WORDS];
-        for (k, c) in yb.qs.chunks_exact(4).enumerate() {
+        for (k, c) in yb.ints().chunks_exact(4).enumerate() {
             o[k] = pair(c[0], c[2]);
             o[8 + k] = pair(c[1], c[3]);
         }
@@ -96,13 +117,14 @@ pub struct ActBuf {
     offset: Vec<f32>,
     pairs: Vec<u32>,
     bias: Vec<i32>,
+    s: Vec<f32>,
 }
 
 impl ActBuf {
     /// Packs `y`, `n_tokens` rows of blocks one after the other, in tiles
     /// of `tile` tokens, with the parts `needs` asks for; `bias` is the
     /// weight type's [`X8Dot::BIAS`].
-    pub fn pack(&mut self, y: &[BlockQ8_0], n_tokens: usize, tile: usize, needs: Needs, bias: i32) {
+    pub fn pack<Y: ActBlock>(&mut self, y: &[Y], n_tokens: usize, tile: usize, needs: Needs, bias: i32) {
         use rayon::prelude::*;
         let nb = y.len() / n_tokens;
         assert!(nb * n_tokens == y.len() && tile > 0, "activations are not whole rows");
@@ -118,11 +140,15 @@ impl ActBuf {
         reset(&mut self.offset, len, needs.offset);
         reset(&mut self.bias, len, needs.bias);
         reset(&mut self.pairs, len * PAIR_WORDS, needs.pairs);
-        let sum = |y: &BlockQ8_0| y.qs.iter().map(|&q| q as i32).sum::<i32>();
-        per_tile(&mut self.q, y, nb, tile, |y| y.qs);
-        per_tile(&mut self.d, y, nb, tile, BlockQ8_0::d);
+        reset(&mut self.s, len, needs.s);
+        let sum = |y: &Y| y.ints().iter().map(|&q| q as i32).sum::<i32>();
+        per_tile(&mut self.q, y, nb, tile, Y::ints);
+        per_tile(&mut self.d, y, nb, tile, Y::d);
         if needs.offset {
-            per_tile(&mut self.offset, y, nb, tile, |y| -8.0 * y.d() * sum(y) as f32);
+            per_tile(&mut self.offset, y, nb, tile, |y| -(bias as f32) * y.d() * sum(y) as f32);
+        }
+        if needs.s {
+            per_tile(&mut self.s, y, nb, tile, ActBlock::s);
         }
         if needs.bias {
             per_tile(&mut self.bias, y, nb, tile, |y| -bias * sum(y));
@@ -145,14 +171,15 @@ impl ActBuf {
             d: &self.d[span.clone()],
             offset: &self.offset[part(self.offset.len(), span.clone())],
             pairs: &self.pairs[part(self.pairs.len(), words)],
-            bias: &self.bias[part(self.bias.len(), span)],
+            bias: &self.bias[part(self.bias.len(), span.clone())],
+            s: &self.s[part(self.s.len(), span)],
         }
     }
 }
 
 /// `part[i] = f(y[t * nb + b])` for entry `i` of block `b` of token `t`
 /// in the block-major tile layout of [`ActBuf`], tiles across threads.
-fn per_tile<V: Send>(part: &mut [V], y: &[BlockQ8_0], nb: usize, tile: usize, f: impl Fn(&BlockQ8_0) -> V + Sync) {
+fn per_tile<V: Send, Y: Sync>(part: &mut [V], y: &[Y], nb: usize, tile: usize, f: impl Fn(&Y) -> V + Sync) {
     use rayon::prelude::*;
     part.par_chunks_mut(tile * nb).zip(y.par_chunks(tile * nb)).for_each(|(p, rows)| {
         let n = rows.len() / nb;
@@ -165,7 +192,16 @@ fn per_tile<V: Send>(part: &mut [V], y: &[BlockQ8_0], nb: usize, tile: usize, f:
 }
 
 /// An interleaved weight type with kernels.
-pub trait X8Dot: Interleaved {
+pub trait X8Dot: Interleaved<Source: BlockInts> {
+    /// The activation blocks its dot products take (ggml's `vec_dot_type`).
+    type Act: ActBlock;
+    /// Whether the rows have mins (`w = d * q + m`), applied through
+    /// [`Act::s`].
+    const HAS_MIN: bool = false;
+    /// A source row block's min (the types with mins).
+    fn row_min(_row: &Self::Source) -> f32 {
+        0.0
+    }
     /// Whether the kernels read [`Act::offset`].
     const NEEDS_OFFSET: bool;
     /// Whether the kernels read [`Act::pairs`] (laid out for the tile's `T`).
@@ -173,14 +209,15 @@ pub trait X8Dot: Interleaved {
     /// Tokens per tile the kernels are fastest at (they take 1..=8).
     const TILE: usize;
     /// What the VNNI kernels add to each weight to make it unsigned
-    /// (Q4_0's nibbles are `w + 8`; Q8_0's `w ^ 0x80` is `w + 128`).
+    /// (Q4_0's nibbles are `w + 8`, Q5_0's levels `w + 16`; Q8_0's
+    /// `w ^ 0x80` is `w + 128`; the types with mins are unsigned already).
     const BIAS: i32;
     /// What the kernels on `isa` read beside the activation blocks.
     fn needs(isa: Isa) -> Needs {
         if two_group_kernel(isa) {
-            Needs { offset: false, pairs: false, bias: true }
+            Needs { offset: false, pairs: false, bias: true, s: Self::HAS_MIN }
         } else {
-            Needs { offset: Self::NEEDS_OFFSET, pairs: Self::NEEDS_PAIRS, bias: false }
+            Needs { offset: Self::NEEDS_OFFSET, pairs: Self::NEEDS_PAIRS, bias: false, s: Self::HAS_MIN }
         }
     }
     /// Tokens per tile on `isa`.
@@ -222,6 +259,7 @@ where
     let needs = X::needs(Isa::Avx2);
     assert!(!needs.offset || act.offset.len() == n, "activation offsets missing");
     assert!(!needs.pairs || act.pairs.len() == n * PAIR_WORDS, "activation pairs missing");
+    assert!(!needs.s || act.s.len() == n, "activation sums missing");
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512 if cpu_has(Isa::Avx2) => {
@@ -250,6 +288,7 @@ where
         let n = w[0].len() * T;
         assert!(act.q.len() == n && act.d.len() == n, "activations do not match the weights");
         assert!(act.bias.len() == n, "activation bias terms missing");
+        assert!(!X::HAS_MIN || act.s.len() == n, "activation sums missing");
         // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI and, with it here, AVX2,
         // FMA and F16C (`two_group_kernel`); lengths are checked above.
         unsafe { X::avx512::<T>(w, act, out) };
@@ -275,18 +314,19 @@ pub(crate) fn per_group<W, const T: usize>(
 }
 
 /// The scalar reference: ggml's `sumf += (dx * dy) * sumi` per row and
-/// token, continuing from `out`.
-pub fn reference<X: Interleaved, const T: usize>(w: &[X], act: Act, out: &mut [[f32; ROWS]; T])
-where
-    X::Source: BlockInts,
-{
+/// token (`+ m * s` for the types with mins), continuing from `out`.
+pub fn reference<X: X8Dot, const T: usize>(w: &[X], act: Act, out: &mut [[f32; ROWS]; T]) {
     for (b, wb) in w.iter().enumerate() {
         for (j, row) in wb.to_rows().iter().enumerate() {
             let wi = row.ints();
             for (t, o) in out.iter_mut().enumerate() {
                 let i = b * T + t;
                 let sumi: i32 = wi.iter().zip(&act.q[i]).map(|(&a, &b)| a as i32 * b as i32).sum();
-                o[j] += (row.d() * act.d[i]) * sumi as f32;
+                if X::HAS_MIN {
+                    o[j] += (row.d() * act.d[i]) * sumi as f32 + X::row_min(row) * act.s[i];
+                } else {
+                    o[j] += (row.d() * act.d[i]) * sumi as f32;
+                }
             }
         }
     }
@@ -295,6 +335,7 @@ where
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::super::Ahead;
+    use super::avx512::Unsigned;
     use super::*;
     use core::arch::x86_64::*;
 
@@ -331,63 +372,60 @@ mod avx2 {
         }
     }
 
-    impl X8Dot for BlockQ4_0x8 {
-        const NEEDS_OFFSET: bool = true;
-        const NEEDS_PAIRS: bool = false;
-        const TILE: usize = 4;
-        const BIAS: i32 = 8;
-
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
-            // SAFETY: the caller's contract is the kernel's.
-            unsafe { super::avx512::gemm::<Self, T>(w, act, out) }
-        }
-
-        /// Nibbles 0..16 times activations in 16-bit pair sums (eight of
-        /// them stay below 8 * 2 * 15 * 128 < 2^15), one 32-bit widening per
-        /// block, and the `-8` folded in through the block's offset term.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
-            let (low, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
-            let mut acc = load(out);
-            let mut ahead = Ahead::new(w);
-            for (b, wb) in w.iter().enumerate() {
-                if T == 1 {
-                    ahead.before(wb);
-                }
-                let dw = scales(&wb.d);
-                // SAFETY: four 32-byte loads inside the 128 bytes of `qs`.
-                let raw: [__m256i; 4] =
-                    std::array::from_fn(|g| unsafe { _mm256_loadu_si256(wb.qs.as_ptr().add(32 * g).cast()) });
-                // Chunk c < 4 is the low nibbles of raw[c] (weights 4c..),
-                // chunk c >= 4 the high nibbles of raw[c - 4] (weights
-                // 16 + 4(c - 4) = 4c..): activation chunk c either way.
-                let q: [__m256i; 8] = std::array::from_fn(|c| {
-                    if c < 4 {
-                        _mm256_and_si256(raw[c], low)
-                    } else {
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(raw[c - 4]), low)
-                    }
-                });
-                for (t, acc) in acc.iter_mut().enumerate() {
-                    let i = b * T + t;
-                    // SAFETY: b < nb and t < T, inside the T * nb entries
-                    // (checked by `gemm`).
-                    let (y, d, off) =
-                        unsafe { (act.q.get_unchecked(i), *act.d.get_unchecked(i), *act.offset.get_unchecked(i)) };
-                    let p: [__m256i; 8] = std::array::from_fn(|c| _mm256_maddubs_epi16(q[c], chunk(y, c)));
-                    let s01 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
-                    let s23 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
-                    let s = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_add_epi16(s01, s23), ones));
-                    let v = _mm256_fmadd_ps(s, _mm256_set1_ps(d), _mm256_set1_ps(off));
-                    *acc = _mm256_fmadd_ps(dw, v, *acc);
+    /// Levels 0..16 (Q4_0, Q4_1) or 0..32 (Q5_0, Q5_1) times activations
+    /// in 16-bit pair sums, widened to 32 bits once per block (eight 4-bit
+    /// chunks stay below 8 * 2 * 15 * 128 < 2^15; 5-bit ones are widened
+    /// four at a time), the `-8` or `-16` of the types without mins folded
+    /// in through the block's offset term, the mins through `s`.
+    ///
+    /// # Safety
+    /// As for [`X8Dot::avx2`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn nibbles<X: X8Dot + Unsigned, const T: usize>(w: &[X], act: Act, out: &mut [[f32; ROWS]; T]) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = load(out);
+        let mut ahead = Ahead::new(w);
+        for (b, wb) in w.iter().enumerate() {
+            if T == 1 {
+                ahead.before(wb);
+            }
+            let dw = scales(wb.scales());
+            let mins = wb.mins().map(|m| scales(m));
+            // SAFETY: the CPU has AVX2 (this function's features).
+            let q = unsafe { X::chunks256(wb) };
+            for (t, acc) in acc.iter_mut().enumerate() {
+                let i = b * T + t;
+                // SAFETY: b < nb and t < T, inside the T * nb entries
+                // (checked by `gemm`).
+                let (y, d) = unsafe { (act.q.get_unchecked(i), *act.d.get_unchecked(i)) };
+                let p: [__m256i; 8] = std::array::from_fn(|c| _mm256_maddubs_epi16(q[c], chunk(y, c)));
+                let s03 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+                let s47 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+                let s = if X::LEVELS <= 16 {
+                    _mm256_madd_epi16(_mm256_add_epi16(s03, s47), ones)
+                } else {
+                    _mm256_add_epi32(_mm256_madd_epi16(s03, ones), _mm256_madd_epi16(s47, ones))
+                };
+                let s = _mm256_cvtepi32_ps(s);
+                let v = if X::NEEDS_OFFSET {
+                    // SAFETY: as for `y`; `gemm` checked the offsets.
+                    _mm256_fmadd_ps(s, _mm256_set1_ps(d), _mm256_set1_ps(unsafe { *act.offset.get_unchecked(i) }))
+                } else {
+                    _mm256_mul_ps(s, _mm256_set1_ps(d))
+                };
+                *acc = _mm256_fmadd_ps(dw, v, *acc);
+                if let Some(m) = mins {
+                    // SAFETY: as for `y`; `gemm` checked the sums.
+                    *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(unsafe { *act.s.get_unchecked(i) }), *acc);
                 }
             }
-            store(acc, out);
         }
+        store(acc, out);
     }
 
     impl X8Dot for BlockQ8_0x8 {
+        type Act = BlockQ8_0;
         const NEEDS_OFFSET: bool = false;
         const NEEDS_PAIRS: bool = true;
         const TILE: usize = 8;
@@ -457,6 +495,8 @@ pub(crate) mod avx512 {
     /// lanes 0..8 of `chunks()[c]` hold group 0's rows' chunk `c` (the four
     /// weights that meet activation chunk `c`), lanes 8..16 group 1's.
     pub(super) trait Unsigned: Sized {
+        /// Levels per weight (16 for 4 bits, 32 for 5, 256 for 8).
+        const LEVELS: i32;
         /// # Safety
         /// The CPU must have AVX-512 F/BW.
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8];
@@ -466,6 +506,14 @@ pub(crate) mod avx512 {
         /// The CPU must have AVX2.
         unsafe fn chunks256(a: &Self) -> [__m256i; 8];
         fn scales(&self) -> &[half::f16; ROWS];
+        /// The rows' mins, for the types that have them.
+        fn mins(&self) -> Option<&[half::f16; ROWS]> {
+            None
+        }
+        /// The rows' fifth bits, for the 5-bit types.
+        fn fifth_bits(&self) -> Option<&[u8; 32]> {
+            None
+        }
     }
 
     // Loads of one block of two groups, side by side (shared with the
@@ -505,45 +553,107 @@ pub(crate) mod avx512 {
         _mm512_cvtph_ps(unsafe { join128(a.as_ptr().cast(), b.as_ptr().cast()) })
     }
 
-    impl Unsigned for BlockQ4_0x8 {
-        #[inline]
-        #[target_feature(enable = "avx512f,avx512bw")]
-        unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
-            let low = _mm512_set1_epi8(0x0F);
-            // SAFETY: four 32-byte loads inside each block's 128-byte `qs`.
-            let raw: [__m512i; 4] =
-                std::array::from_fn(|g| unsafe { join(a.qs.as_ptr().add(32 * g), b.qs.as_ptr().add(32 * g)) });
-            // As in the AVX2 kernel: chunk c < 4 is raw[c]'s low nibbles,
-            // chunk c >= 4 raw[c - 4]'s high nibbles.
-            std::array::from_fn(|c| {
-                if c < 4 {
-                    _mm512_and_si512(raw[c], low)
-                } else {
-                    _mm512_and_si512(_mm512_srli_epi16::<4>(raw[c - 4]), low)
-                }
-            })
-        }
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        unsafe fn chunks256(a: &Self) -> [__m256i; 8] {
-            let low = _mm256_set1_epi8(0x0F);
-            // SAFETY: four 32-byte loads inside the block's 128-byte `qs`.
-            let raw: [__m256i; 4] =
-                std::array::from_fn(|g| unsafe { _mm256_loadu_si256(a.qs.as_ptr().add(32 * g).cast()) });
-            std::array::from_fn(|c| {
-                if c < 4 {
-                    _mm256_and_si256(raw[c], low)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(raw[c - 4]), low)
-                }
-            })
-        }
-        fn scales(&self) -> &[half::f16; ROWS] {
-            &self.d
-        }
+    /// Bits 8k + c of each 32-bit lane moved to bit 8k + 4 (the fifth bit
+    /// of byte k of chunk c, `BlockQ5_0x8::qh`), for `c` known when the
+    /// kernel is unrolled.
+    macro_rules! fifth_bit {
+        ($h:expr, $c:expr, $slli:ident, $srli:ident) => {
+            match $c {
+                0 => $slli::<4>($h),
+                1 => $slli::<3>($h),
+                2 => $slli::<2>($h),
+                3 => $slli::<1>($h),
+                4 => $h,
+                5 => $srli::<1>($h),
+                6 => $srli::<2>($h),
+                _ => $srli::<3>($h),
+            }
+        };
     }
 
+    /// Chunk `c` < 4 is the low nibbles of quant chunk `c` (weights
+    /// `4c..`), chunk `c` >= 4 the high nibbles of quant chunk `c - 4`
+    /// (weights `16 + 4(c - 4) = 4c..`): activation chunk `c` either way.
+    /// With `qh`, each level gets its fifth bit (16).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn levels512(qs: [&[u8; 128]; 2], qh: Option<[&[u8; 32]; 2]>) -> [__m512i; 8] {
+        let (low, sixteen) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x10));
+        // SAFETY: four 32-byte loads inside each block's 128-byte `qs`.
+        let raw: [__m512i; 4] =
+            std::array::from_fn(|g| unsafe { join(qs[0].as_ptr().add(32 * g), qs[1].as_ptr().add(32 * g)) });
+        // SAFETY: 32 bytes of each group's `qh`.
+        let h = qh.map(|[a, b]| unsafe { join(a.as_ptr(), b.as_ptr()) });
+        std::array::from_fn(|c| {
+            let q = _mm512_and_si512(if c < 4 { raw[c] } else { _mm512_srli_epi16::<4>(raw[c - 4]) }, low);
+            match h {
+                Some(h) => _mm512_or_si512(
+                    q,
+                    _mm512_and_si512(fifth_bit!(h, c, _mm512_slli_epi32, _mm512_srli_epi32), sixteen),
+                ),
+                None => q,
+            }
+        })
+    }
+
+    /// [`levels512`] for one group, in 256-bit registers.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn levels256(qs: &[u8; 128], qh: Option<&[u8; 32]>) -> [__m256i; 8] {
+        let (low, sixteen) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x10));
+        // SAFETY: four 32-byte loads inside the block's 128-byte `qs`.
+        let raw: [__m256i; 4] = std::array::from_fn(|g| unsafe { _mm256_loadu_si256(qs.as_ptr().add(32 * g).cast()) });
+        // SAFETY: the 32 bytes of `qh`.
+        let h = qh.map(|h| unsafe { _mm256_loadu_si256(h.as_ptr().cast()) });
+        std::array::from_fn(|c| {
+            let q = _mm256_and_si256(if c < 4 { raw[c] } else { _mm256_srli_epi16::<4>(raw[c - 4]) }, low);
+            match h {
+                Some(h) => _mm256_or_si256(
+                    q,
+                    _mm256_and_si256(fifth_bit!(h, c, _mm256_slli_epi32, _mm256_srli_epi32), sixteen),
+                ),
+                None => q,
+            }
+        })
+    }
+
+    /// The 4- and 5-bit types: their levels, fifth bits (`qh`) and mins
+    /// (`m`) where they have them.
+    macro_rules! unsigned_levels {
+        ($x8:ty, $levels:expr, qh: |$bh:ident| $qh:expr, m: |$bm:ident| $m:expr) => {
+            impl Unsigned for $x8 {
+                const LEVELS: i32 = $levels;
+                #[inline]
+                #[target_feature(enable = "avx512f,avx512bw")]
+                unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
+                    levels512([&a.qs, &b.qs], a.fifth_bits().zip(b.fifth_bits()).map(|(a, b)| [a, b]))
+                }
+                #[inline]
+                #[target_feature(enable = "avx2")]
+                unsafe fn chunks256(a: &Self) -> [__m256i; 8] {
+                    levels256(&a.qs, a.fifth_bits())
+                }
+                fn scales(&self) -> &[half::f16; ROWS] {
+                    &self.d
+                }
+                fn mins(&self) -> Option<&[half::f16; ROWS]> {
+                    let $bm = self;
+                    $m
+                }
+                fn fifth_bits(&self) -> Option<&[u8; 32]> {
+                    let $bh = self;
+                    $qh
+                }
+            }
+        };
+    }
+    unsigned_levels!(BlockQ4_0x8, 16, qh: |_b| None, m: |_b| None);
+    unsigned_levels!(BlockQ4_1x8, 16, qh: |_b| None, m: |b| Some(&b.m));
+    unsigned_levels!(BlockQ5_0x8, 32, qh: |b| Some(&b.qh), m: |_b| None);
+    unsigned_levels!(BlockQ5_1x8, 32, qh: |b| Some(&b.qh), m: |b| Some(&b.m));
+
     impl Unsigned for BlockQ8_0x8 {
+        const LEVELS: i32 = 256;
         #[inline]
         #[target_feature(enable = "avx512f,avx512bw")]
         unsafe fn chunks(a: &Self, b: &Self) -> [__m512i; 8] {
@@ -594,6 +704,7 @@ pub(crate) mod avx512 {
         let mut acc: [__m512; T] = std::array::from_fn(|t| unsafe { _mm512_loadu_ps(out[t].as_ptr()) });
         for (b, (wa, wb)) in w[0].iter().zip(w[1]).enumerate() {
             let dw = halves16(wa.scales(), wb.scales());
+            let mins = wa.mins().zip(wb.mins()).map(|(a, b)| halves16(a, b));
             // SAFETY: the CPU has AVX-512 F/BW (this function's features).
             let wq = unsafe { X::chunks(wa, wb) };
             for (t, acc) in acc.iter_mut().enumerate() {
@@ -613,6 +724,10 @@ pub(crate) mod avx512 {
                 // operations, but the product of the scales no longer
                 // waits on a broadcast (about 4% on the bare kernel).
                 *acc = _mm512_fmadd_ps(dw, _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(dy)), *acc);
+                if let Some(m) = mins {
+                    // SAFETY: as above; the types with mins have the sums.
+                    *acc = _mm512_fmadd_ps(m, _mm512_set1_ps(unsafe { *act.s.get_unchecked(i) }), *acc);
+                }
             }
         }
         for (o, a) in out.iter_mut().zip(acc) {
@@ -649,6 +764,12 @@ pub(crate) mod avx512 {
                 s = _mm256_dpbusd_epi32(s, *wq, _mm256_set1_epi32(yc));
             }
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(s), acc);
+            if let Some(m) = wb.mins() {
+                // SAFETY: 16-byte unaligned load of the eight f16 mins; b < nb
+                // as above, and the types with mins have the sums.
+                let m = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(m.as_ptr().cast()) });
+                acc = _mm256_fmadd_ps(m, _mm256_set1_ps(unsafe { *act.s.get_unchecked(b) }), acc);
+            }
         }
         // SAFETY: writes exactly the eight floats of `out`; unaligned.
         unsafe { _mm256_storeu_ps(out[..ROWS].as_mut_ptr(), acc) };
@@ -656,16 +777,48 @@ pub(crate) mod avx512 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-impl X8Dot for BlockQ4_0x8 {
-    const NEEDS_OFFSET: bool = true;
-    const NEEDS_PAIRS: bool = false;
-    const TILE: usize = 4;
-    const BIAS: i32 = 8;
-}
-#[cfg(not(target_arch = "x86_64"))]
 impl X8Dot for BlockQ8_0x8 {
+    type Act = BlockQ8_0;
     const NEEDS_OFFSET: bool = false;
     const NEEDS_PAIRS: bool = false;
     const TILE: usize = 4;
     const BIAS: i32 = 128;
 }
+
+/// The 4- and 5-bit types: unsigned levels (`w + BIAS`, or `q` itself for
+/// the types with mins), the two-group VNNI kernel and `avx2::nibbles`.
+macro_rules! x8_levels {
+    ($x8:ty, act: $act:ty, bias: $bias:expr $(, min: |$r:ident| $m:expr)?) => {
+        impl X8Dot for $x8 {
+            type Act = $act;
+            $(
+                const HAS_MIN: bool = true;
+                fn row_min($r: &Self::Source) -> f32 {
+                    $m
+                }
+            )?
+            const NEEDS_OFFSET: bool = !Self::HAS_MIN;
+            const NEEDS_PAIRS: bool = false;
+            const TILE: usize = 4;
+            const BIAS: i32 = $bias;
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn avx2<const T: usize>(w: &[Self], act: Act, out: &mut [[f32; ROWS]; T]) {
+                // SAFETY: the caller's contract is the kernel's.
+                unsafe { avx2::nibbles::<Self, T>(w, act, out) }
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            unsafe fn avx512<const T: usize>(w: [&[Self]; 2], act: Act, out: &mut [[f32; ROWS2]; T]) {
+                // SAFETY: the caller's contract is the kernel's.
+                unsafe { avx512::gemm::<Self, T>(w, act, out) }
+            }
+        }
+    };
+}
+x8_levels!(BlockQ4_0x8, act: BlockQ8_0, bias: 8);
+x8_levels!(BlockQ4_1x8, act: BlockQ8_1, bias: 0, min: |r| r.m.to_f32());
+x8_levels!(BlockQ5_0x8, act: BlockQ8_0, bias: 16);
+x8_levels!(BlockQ5_1x8, act: BlockQ8_1, bias: 0, min: |r| r.m.to_f32());
