@@ -91,10 +91,19 @@ test("stop ends a long answer mid-way and frees the slot", async () => {
   await page.goto(base + "/?temperature=0&max_tokens=100000&ignore_eos=true");
   await page.fill("#input", "Tell me everything.");
   await page.click("#send");
-  await page.waitForFunction(() => Number(document.querySelector(".msg.assistant")?.dataset.updates) >= 5, null, {
-    timeout: GUARD_MS,
-  });
-  await page.click("#stop");
+  // Check and click in one turn of the page's event loop: a separate
+  // click waits for actionability, and on a fast or busy machine the whole
+  // answer could end in between.
+  await page.waitForFunction(
+    () => {
+      const stop = document.querySelector("#stop");
+      if (!(Number(document.querySelector(".msg.assistant")?.dataset.updates) >= 5) || stop.disabled) return false;
+      stop.click();
+      return true;
+    },
+    null,
+    { timeout: GUARD_MS, polling: 10 },
+  );
   const done = page.locator(".msg.assistant.done");
   await done.waitFor({ timeout: GUARD_MS });
   assert.match(await done.locator(".meta").textContent(), /^stopped/);
