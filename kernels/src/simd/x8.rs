@@ -358,7 +358,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
-    fn scales(d: &[half::f16; ROWS]) -> __m256 {
+    pub(super) fn scales(d: &[half::f16; ROWS]) -> __m256 {
         // SAFETY: reads exactly the 16 bytes of `d`; the load is unaligned.
         _mm256_cvtph_ps(unsafe { _mm_loadu_si128(d.as_ptr().cast()) })
     }
@@ -749,8 +749,7 @@ pub(crate) mod avx512 {
         let mut ahead = super::super::Ahead::new(w);
         for (b, wb) in w.iter().enumerate() {
             ahead.before(wb);
-            // SAFETY: 16-byte unaligned load of the eight f16 scales.
-            let dw = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(wb.scales().as_ptr().cast()) });
+            let dw = super::avx2::scales(wb.scales());
             // SAFETY: the CPU has AVX2 (this function's features).
             let wq = unsafe { X::chunks256(wb) };
             // SAFETY: b < nb, inside the nb blocks, scales and bias terms
@@ -765,10 +764,10 @@ pub(crate) mod avx512 {
             }
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(s), acc);
             if let Some(m) = wb.mins() {
-                // SAFETY: 16-byte unaligned load of the eight f16 mins; b < nb
-                // as above, and the types with mins have the sums.
-                let m = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(m.as_ptr().cast()) });
-                acc = _mm256_fmadd_ps(m, _mm256_set1_ps(unsafe { *act.s.get_unchecked(b) }), acc);
+                // SAFETY: b < nb as above, and the types with mins have the
+                // sums.
+                let s = unsafe { *act.s.get_unchecked(b) };
+                acc = _mm256_fmadd_ps(super::avx2::scales(m), _mm256_set1_ps(s), acc);
             }
         }
         // SAFETY: writes exactly the eight floats of `out`; unaligned.
