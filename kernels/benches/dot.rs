@@ -98,7 +98,7 @@ fn products(c: &mut Criterion, group: &str, n: usize) {
             let off = packed.as_ptr().align_offset(4);
             let packed = &mut packed[off..off + data.len()];
             let mut layouts = vec![("rows", QMatrix::new(dtype, rows, cols, data).expect("valid matrix"))];
-            if interleaved::can_interleave(dtype, rows) {
+            if interleaved::can_interleave(dtype, rows, cols) {
                 interleaved::interleave(dtype, rows, data, packed);
                 layouts.push(("x8", QMatrix::interleaved(dtype, rows, cols, packed).expect("valid matrix")));
             }

@@ -42,7 +42,7 @@ fn main() -> Result<(), String> {
         println!("{dtype}, {threads} thread(s), {}: peak {:.0} G MAC/s ({insn})", isa.name(), peak / 1e9);
         for (rows, cols) in shapes.iter().copied() {
             let (w, x) = matrix(dtype, rows, cols, TOKENS);
-            let m = if interleaved::can_interleave(dtype, rows) {
+            let m = if interleaved::can_interleave(dtype, rows, cols) {
                 QMatrix::interleaved(dtype, rows, cols, &w)
             } else {
                 QMatrix::new(dtype, rows, cols, &w)
@@ -112,7 +112,7 @@ fn matrix(dtype: GgmlDType, rows: usize, cols: usize, tokens: usize) -> (Vec<u8>
         let src: Vec<f32> = (0..cols).map(|c| val(r * cols + c)).collect();
         dtype.quantize_row(&src, out);
     }
-    let w = if interleaved::can_interleave(dtype, rows) {
+    let w = if interleaved::can_interleave(dtype, rows, cols) {
         let mut w = vec![0u8; q.len()];
         interleaved::interleave(dtype, rows, &q, &mut w);
         w

@@ -21,7 +21,7 @@ fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("q4_0", String::as_str);
     let dtype = GgmlDType::from_name(name).ok_or_else(|| format!("unknown type {name}"))?;
-    if !interleaved::can_interleave(dtype, N) {
+    if !interleaved::can_interleave(dtype, N, N) {
         return Err(format!("{dtype} has no interleaved layout"));
     }
     let threads: usize = args.get(2).map_or(Ok(1), |s| s.parse()).map_err(|e| format!("threads: {e}"))?;

@@ -15,6 +15,7 @@ use crate::simd::rowtile;
 use crate::simd::scalar::BlockInts;
 use crate::simd::x8::{self, ActBuf, X8Dot};
 use crate::simd::x8k::{self, pair_sums, ActK, X8KDot};
+use crate::simd::xf::{self, FloatAct, FloatWeight};
 use crate::simd::{self, Isa};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -67,7 +68,7 @@ impl<'a> QMatrix<'a> {
 
     /// A matrix whose `data` was made by [`interleaved::interleave`].
     pub fn interleaved(dtype: GgmlDType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, String> {
-        if !interleaved::can_interleave(dtype, rows) {
+        if !interleaved::can_interleave(dtype, rows, cols) {
             return Err(format!("{rows} rows of {dtype} have no interleaved layout"));
         }
         Ok(Self { layout: Layout::Interleaved, ..Self::new(dtype, rows, cols, data)? })
@@ -94,6 +95,18 @@ pub struct MatmulScratch {
     /// The Q8_K activations' sub-block sums in pairs, for the interleaved
     /// K-quant kernels.
     act_pairs: Vec<[i32; 4]>,
+    /// The activations rounded to F16 or BF16 and widened back to f32, for
+    /// the interleaved float kernels.
+    widened: Vec<f32>,
+}
+
+/// What the interleaved kernels read beside the quantized activations, as
+/// [`prepare`] made it for the current weight type.
+#[derive(Clone, Copy)]
+struct Prepared<'a> {
+    x8: &'a ActBuf,
+    pairs: &'a [[i32; 4]],
+    widened: &'a [f32],
 }
 
 /// `len` bytes of `buf`, grown as needed.
@@ -157,7 +170,7 @@ pub fn matmul_many_with(
         let w = run[0].0;
         let act_type = dtype.vec_dot_type();
         let act_row = act_type.row_bytes(w.cols).expect("weight rows are whole activation blocks");
-        let MatmulScratch { act, x8, act_pairs } = &mut *scratch;
+        let MatmulScratch { act, x8, act_pairs, widened } = &mut *scratch;
         let act: &mut [u8] = scratch_bytes(act, act_row * n_tokens);
         if quantized != Some(act_type) {
             act.par_chunks_mut(act_row).zip(x.par_chunks(w.cols)).for_each(|(q, xs)| act_type.quantize_row(xs, q));
@@ -165,15 +178,16 @@ pub fn matmul_many_with(
             packed_for = None;
         }
         if layout == Layout::Interleaved && packed_for != Some(dtype) {
-            prepare(isa, &w, act, n_tokens, x8, act_pairs);
+            prepare(isa, &w, act, n_tokens, x8, act_pairs, widened);
             packed_for = Some(dtype);
         }
-        let (act, x8, act_pairs): (&[u8], &ActBuf, &[[i32; 4]]) = (act, x8, act_pairs);
+        let act: &[u8] = act;
+        let prepared = Prepared { x8, pairs: act_pairs, widened };
         match run {
-            [(w, out)] => product(isa, w, act, n_tokens, out, x8, act_pairs),
+            [(w, out)] => product(isa, w, act, n_tokens, out, prepared),
             run => rayon::scope(|s| {
                 for (w, out) in run.iter_mut() {
-                    s.spawn(move |_| product(isa, w, act, n_tokens, out, x8, act_pairs));
+                    s.spawn(move |_| product(isa, w, act, n_tokens, out, prepared));
                 }
             }),
         }
@@ -181,10 +195,28 @@ pub fn matmul_many_with(
 }
 
 /// What the interleaved kernels for `w` read beside the activations,
-/// quantized in `act`: the packed Q8_0 blocks, or the Q8_K blocks'
-/// sub-block sums in pairs.
-fn prepare(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, x8: &mut ActBuf, act_pairs: &mut Vec<[i32; 4]>) {
+/// quantized in `act`: the packed Q8_0 blocks, the Q8_K blocks'
+/// sub-block sums in pairs, or the F16/BF16 values widened to f32.
+fn prepare(
+    isa: Isa,
+    w: &QMatrix,
+    act: &[u8],
+    n_tokens: usize,
+    x8: &mut ActBuf,
+    act_pairs: &mut Vec<[i32; 4]>,
+    widened: &mut Vec<f32>,
+) {
     match w.dtype {
+        GgmlDType::F16 | GgmlDType::BF16 if !xf::reads_bf16(isa, w.dtype) => {
+            widened.resize(n_tokens * w.cols, 0.0);
+            let act_type = w.dtype.vec_dot_type();
+            let act_row = act.len() / n_tokens;
+            widened
+                .par_chunks_mut(w.cols)
+                .zip(act.par_chunks(act_row))
+                .for_each(|(x, a)| act_type.dequantize_row(a, x));
+        }
+        GgmlDType::F16 | GgmlDType::BF16 | GgmlDType::F32 => {}
         GgmlDType::Q4K => pair_sums_for::<BlockQ4Kx8>(cast_blocks(act), act_pairs),
         GgmlDType::Q5K => pair_sums_for::<BlockQ5Kx8>(cast_blocks(act), act_pairs),
         GgmlDType::Q6K => pair_sums_for::<BlockQ6Kx8>(cast_blocks(act), act_pairs),
@@ -210,12 +242,23 @@ fn pair_sums_for<X: X8KDot>(y: &[BlockQ8K], pairs: &mut Vec<[i32; 4]>) {
 
 /// One product on activations quantized to `w`'s `vec_dot_type` in `act`
 /// and, for an interleaved `w`, what [`prepare`] made of them.
-fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], x8: &ActBuf, act_pairs: &[[i32; 4]]) {
+fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], prepared: Prepared) {
     if w.layout == Layout::Interleaved {
+        let Prepared { x8, pairs, widened } = prepared;
+        // The float kernels' activations: as rounded to the weight type,
+        // widened to f32 unless they are read as BF16.
+        let float_act = || match w.dtype {
+            GgmlDType::F32 => FloatAct::F32(cast_blocks(act)),
+            dtype if xf::reads_bf16(isa, dtype) => FloatAct::Bf16(cast_blocks(act)),
+            _ => FloatAct::F32(widened),
+        };
         match w.dtype {
-            GgmlDType::Q4K => matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
-            GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
-            GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, act_pairs),
+            GgmlDType::Q4K => matmul_x8k::<BlockQ4Kx8>(isa, w, cast_blocks(act), n_tokens, out, pairs),
+            GgmlDType::Q5K => matmul_x8k::<BlockQ5Kx8>(isa, w, cast_blocks(act), n_tokens, out, pairs),
+            GgmlDType::Q6K => matmul_x8k::<BlockQ6Kx8>(isa, w, cast_blocks(act), n_tokens, out, pairs),
+            GgmlDType::F16 => matmul_xf::<half::f16>(isa, w, n_tokens, out, float_act()),
+            GgmlDType::BF16 => matmul_xf::<half::bf16>(isa, w, n_tokens, out, float_act()),
+            GgmlDType::F32 => matmul_xf::<f32>(isa, w, n_tokens, out, float_act()),
             GgmlDType::Q4_0 => matmul_x8::<BlockQ4_0x8>(isa, w, n_tokens, out, x8),
             GgmlDType::Q4_1 => matmul_x8::<BlockQ4_1x8>(isa, w, n_tokens, out, x8),
             GgmlDType::Q5_0 => matmul_x8::<BlockQ5_0x8>(isa, w, n_tokens, out, x8),
@@ -329,6 +372,17 @@ fn matmul_x8k<X: X8KDot>(isa: Isa, w: &QMatrix, y: &[BlockQ8K], n_tokens: usize,
         let span = tokens.start * nb..tokens.end * nb;
         let a = ActK { q: &y[span.clone()], pairs: if X::NEEDS_PAIRS { &pairs[span] } else { &[] } };
         by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => x8k::gemm2::<X, T>(isa, wg, a, o.try_into().expect("tile length")));
+    });
+}
+
+/// The interleaved float path (F16, BF16, F32), on the same walk.
+fn matmul_xf<W: FloatWeight>(isa: Isa, w: &QMatrix, n_tokens: usize, out: &mut [f32], x: FloatAct) {
+    let values: &[W] = cast_blocks(w.data);
+    let group = ROWS * w.cols;
+    for_each_x8_tile(w.rows, n_tokens, group * std::mem::size_of::<W>(), xf::tile(isa), out, |g, tokens, o| {
+        let wg = [&values[g.start * group..][..group], &values[(g.end - 1) * group..][..group]];
+        let x = x.rows(tokens, w.cols);
+        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => xf::gemm2::<W, T>(isa, wg, x, o.try_into().expect("tile length")));
     });
 }
 

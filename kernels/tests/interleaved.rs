@@ -157,6 +157,10 @@ fn whole_matrix_round_trip() {
         (GgmlDType::Q5K, 24, 768),
         (GgmlDType::Q6K, 8, 256),
         (GgmlDType::Q6K, 24, 768),
+        (GgmlDType::F16, 8, 4),
+        (GgmlDType::F16, 24, 66),
+        (GgmlDType::BF16, 16, 64),
+        (GgmlDType::F32, 8, 6),
     ];
     for (dtype, rows, cols) in cases {
         let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
@@ -167,15 +171,66 @@ fn whole_matrix_round_trip() {
         interleaved::deinterleave(dtype, rows, packed.as_ref(), back.as_mut());
         assert_eq!(back.as_ref(), src.as_ref(), "{dtype} {rows}x{cols}");
     }
-    assert!(!interleaved::can_interleave(GgmlDType::Q4_0, 12));
-    assert!(interleaved::can_interleave(GgmlDType::Q4_1, 16));
-    assert!(!interleaved::can_interleave(GgmlDType::Q5_0, 12));
-    assert!(!interleaved::can_interleave(GgmlDType::F16, 16));
-    assert!(interleaved::can_interleave(GgmlDType::Q4K, 16));
-    assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12));
-    assert!(interleaved::can_interleave(GgmlDType::Q5K, 16));
-    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 12));
-    assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16));
+    assert!(!interleaved::can_interleave(GgmlDType::Q4_0, 12, 32));
+    assert!(interleaved::can_interleave(GgmlDType::Q4_1, 16, 32));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5_0, 12, 32));
+    assert!(interleaved::can_interleave(GgmlDType::F16, 16, 32));
+    assert!(!interleaved::can_interleave(GgmlDType::F16, 16, 33));
+    assert!(!interleaved::can_interleave(GgmlDType::BF16, 12, 32));
+    assert!(interleaved::can_interleave(GgmlDType::Q4K, 16, 256));
+    assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12, 256));
+    assert!(interleaved::can_interleave(GgmlDType::Q5K, 16, 256));
+    assert!(!interleaved::can_interleave(GgmlDType::Q5K, 12, 256));
+    assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16, 256));
+}
+
+/// The float layout puts row `j`'s values `2c, 2c + 1` at `16c + 2j` of
+/// its group (the kernels' lanes depend on it).
+#[test]
+fn float_layout_places_value_pairs_row_by_row() {
+    let (rows, cols) = (16, 6);
+    let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+    let src = Aligned::quantize(GgmlDType::F32, &src);
+    let mut packed = Aligned::zeroed(src.as_ref().len());
+    interleaved::interleave(GgmlDType::F32, rows, src.as_ref(), packed.as_mut());
+    let got: Vec<f32> = packed.as_ref().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    for g in 0..rows / ROWS {
+        for j in 0..ROWS {
+            for k in 0..cols {
+                let at = g * ROWS * cols + 16 * (k / 2) + 2 * j + k % 2;
+                assert_eq!(got[at], ((g * ROWS + j) * cols + k) as f32, "group {g} row {j} value {k}");
+            }
+        }
+    }
+}
+
+/// Float weights and activations that are small integers: every product
+/// and partial sum is exact in f32 whatever the order, so each path (the
+/// widening FMA kernels, `vdpbf16ps`, the reference) must equal the
+/// row-major scalar matmul bit for bit, and a value taken from the wrong
+/// row, pair or token cannot hide in the rounding.
+#[test]
+fn float_kernels_are_exact_on_integer_values() {
+    let mut rng = Rng::new(17);
+    let (rows, cols) = (48, 1024);
+    let int = |rng: &mut Rng| (rng.next_u64() % 17) as f32 - 8.0;
+    for dtype in [GgmlDType::F16, GgmlDType::BF16, GgmlDType::F32] {
+        let w = Aligned::quantize(dtype, &(0..rows * cols).map(|_| int(&mut rng)).collect::<Vec<_>>());
+        let mut packed = Aligned::zeroed(w.as_ref().len());
+        interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
+        let plain = QMatrix::new(dtype, rows, cols, w.as_ref()).unwrap();
+        let inter = QMatrix::interleaved(dtype, rows, cols, packed.as_ref()).unwrap();
+        for n in [1, 2, 3, 5, 6, 7, 8, 9, 13] {
+            let x: Vec<f32> = (0..n * cols).map(|_| int(&mut rng)).collect();
+            let mut want = vec![0.0; n * rows];
+            matmul_with(Isa::Scalar, &plain, &x, n, &mut want, &mut MatmulScratch::default());
+            for isa in Isa::available() {
+                let mut got = vec![0.0; n * rows];
+                matmul_with(isa, &inter, &x, n, &mut got, &mut MatmulScratch::default());
+                assert_eq!(got, want, "{dtype} {} n={n}", isa.name());
+            }
+        }
+    }
 }
 
 /// Eight weight rows of `nb` blocks, interleaved, and `T` activation rows.
@@ -354,7 +409,7 @@ fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
     for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
         use GgmlDType::*;
-        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
+        for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K, F16, BF16, F32] {
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
             let mut packed = Aligned::zeroed(w.as_ref().len());
             interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
@@ -378,9 +433,10 @@ fn interleaved_matmul_matches_row_major() {
         }
     }
     // Only types and row counts with an interleaved layout are accepted.
-    let w = Aligned::zeroed(16 * 64);
+    let w = Aligned::zeroed(16 * 110);
     assert!(QMatrix::interleaved(GgmlDType::Q4_0, 8, 32, &w.as_ref()[..8 * 18]).is_ok());
-    assert!(QMatrix::interleaved(GgmlDType::F16, 16, 32, w.as_ref()).is_err());
+    assert!(QMatrix::interleaved(GgmlDType::Q3K, 16, 256, &w.as_ref()[..16 * 110]).is_err());
+    assert!(QMatrix::interleaved(GgmlDType::F16, 16, 31, &w.as_ref()[..16 * 62]).is_err());
     assert!(QMatrix::interleaved(GgmlDType::Q4_0, 4, 32, &w.as_ref()[..4 * 18]).is_err());
 }
 
@@ -421,6 +477,13 @@ fn products_sharing_activations_match_products_one_by_one() {
             (Q5_1, true),
             (Q5_0, true),
             (Q5_0, false),
+            (F16, true),
+            (F16, true),
+            (F16, false),
+            (BF16, true),
+            (BF16, false),
+            (BF16, true),
+            (F32, true),
         ];
         let mut weights = vec![];
         for &(dtype, interleave) in &types {
@@ -457,6 +520,32 @@ fn products_sharing_activations_match_products_one_by_one() {
             for (i, (got, want)) in outs.iter().zip(&want).enumerate() {
                 let same = got.iter().zip(want).all(|(g, w)| g.to_bits() == w.to_bits());
                 assert!(same, "{} n={n} product {i} ({:?}) differs from its own matmul", isa.name(), types[i]);
+            }
+        }
+    }
+}
+
+/// A token's outputs from the float kernels do not depend on the batch it
+/// came in: each lane sums in chunk order for any tile length, so the
+/// decoder's token-by-token logits equal its batched ones.
+#[test]
+fn float_outputs_do_not_depend_on_the_batch() {
+    let mut rng = Rng::new(19);
+    let (rows, cols) = (32, 512);
+    for dtype in [GgmlDType::F16, GgmlDType::BF16, GgmlDType::F32] {
+        let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
+        let mut packed = Aligned::zeroed(w.as_ref().len());
+        interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
+        let m = QMatrix::interleaved(dtype, rows, cols, packed.as_ref()).unwrap();
+        let n = 11;
+        let x = rng.normals(n * cols, 1.0);
+        for isa in Isa::available() {
+            let mut batch = vec![0.0; n * rows];
+            matmul_with(isa, &m, &x, n, &mut batch, &mut MatmulScratch::default());
+            for t in 0..n {
+                let mut one = vec![0.0; rows];
+                matmul_with(isa, &m, &x[t * cols..][..cols], 1, &mut one, &mut MatmulScratch::default());
+                assert_eq!(one, batch[t * rows..][..rows], "{dtype} {} token {t}", isa.name());
             }
         }
     }

@@ -31,7 +31,7 @@ pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Option<
         .iter_mut()
         .flat_map(|l| [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_gate, &mut l.w_up, &mut l.w_down])
         .chain(std::iter::once(&mut weights.output))
-        .filter(|w| interleaved::can_interleave(w.dtype, w.rows))
+        .filter(|w| interleaved::can_interleave(w.dtype, w.rows, w.cols))
         .collect();
     if todo.is_empty() {
         return Ok(None);

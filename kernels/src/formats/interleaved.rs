@@ -1,6 +1,6 @@
 //! Row-interleaved weight layouts, made at load time from a file's Q4_0,
-//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K tensors and never written to a file (GGUF files stay
-//! ggml's).
+//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, F16, BF16 and F32 tensors and
+//! never written to a file (GGUF files stay ggml's).
 //!
 //! Eight rows are stored block by block: one interleaved block holds block
 //! `b` of rows `r..r+8`, its eight scales side by side (one vector load) and
@@ -18,18 +18,26 @@
 //! high nibbles. Q5_K chunks its `qs` as Q4_K and its `qh` bytes the same
 //! way (`qh` chunk `c` holds the fifth bits of weights `32 s + 4 c ..` in bit
 //! `s`), and Q6_K its `ql` and `qh`.
+//!
+//! The float types have no blocks: a group's chunk `c` is the values
+//! `2c, 2c + 1` of its eight rows, row after row (`[r0 v2c, r0 v2c+1, r1
+//! v2c, ...]`), so a chunk widened to f32 is one 512-bit register (two
+//! 256-bit ones), and a pair of BF16 values sits in one 32-bit lane, as
+//! `vdpbf16ps` multiplies them.
 
 use super::{
     get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
     BlockQ8_0,
 };
 use crate::dtype::GgmlDType;
-use half::f16;
+use half::{bf16, f16};
 
 /// Rows per interleaved group.
 pub const ROWS: usize = 8;
 /// Bytes per row in one interleaved chunk.
 pub const CHUNK: usize = 4;
+/// Values per row in one chunk of the float layouts (F16, BF16, F32).
+pub const PAIR: usize = 2;
 
 /// Block `b` of eight Q4_0 rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -376,9 +384,14 @@ impl Interleaved for BlockQ6Kx8 {
 }
 
 /// Whether a `rows` x `cols` matrix of `dtype` has an interleaved layout.
-pub fn can_interleave(dtype: GgmlDType, rows: usize) -> bool {
+pub fn can_interleave(dtype: GgmlDType, rows: usize, cols: usize) -> bool {
     use GgmlDType::*;
-    matches!(dtype, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K) && rows.is_multiple_of(ROWS)
+    rows.is_multiple_of(ROWS)
+        && match dtype {
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K => true,
+            F16 | BF16 | F32 => cols.is_multiple_of(PAIR),
+            _ => false,
+        }
 }
 
 /// Repack a row-major matrix (`rows` rows of `row_bytes` bytes) into the
@@ -396,6 +409,9 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => interleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => interleave_as::<BlockQ6Kx8>(rows, src, dst),
+        GgmlDType::F16 => pairs_as::<f16>(rows, src, dst, true),
+        GgmlDType::BF16 => pairs_as::<bf16>(rows, src, dst, true),
+        GgmlDType::F32 => pairs_as::<f32>(rows, src, dst, true),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -411,6 +427,9 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => deinterleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => deinterleave_as::<BlockQ6Kx8>(rows, src, dst),
+        GgmlDType::F16 => pairs_as::<f16>(rows, src, dst, false),
+        GgmlDType::BF16 => pairs_as::<bf16>(rows, src, dst, false),
+        GgmlDType::F32 => pairs_as::<f32>(rows, src, dst, false),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -447,6 +466,29 @@ fn deinterleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
         for (b, x) in group.iter().enumerate() {
             for (j, blk) in x.to_rows().into_iter().enumerate() {
                 dst[(g * ROWS + j) * nb + b] = blk;
+            }
+        }
+    }
+}
+
+/// The float layout, both ways: row `j` of group `g` holds its values
+/// `2c, 2c + 1` at `16 c + 2 j` of the group's `8 * cols` values.
+fn pairs_as<E: crate::GgmlType>(rows: usize, src: &[u8], dst: &mut [u8], to_pairs: bool) {
+    assert!(
+        rows.is_multiple_of(ROWS) && src.len() == dst.len(),
+        "float interleave: {rows} rows, {} -> {} bytes",
+        src.len(),
+        dst.len()
+    );
+    let (src, dst): (&[E], &mut [E]) = (super::cast_blocks(src), super::cast_blocks_mut(dst));
+    let cols = src.len() / rows;
+    assert!(cols.is_multiple_of(PAIR), "float interleave: {cols} columns is odd");
+    for (s, d) in src.chunks_exact(ROWS * cols).zip(dst.chunks_exact_mut(ROWS * cols)) {
+        for j in 0..ROWS {
+            for c in 0..cols / PAIR {
+                let (row, pairs) = (j * cols + PAIR * c, ROWS * PAIR * c + PAIR * j);
+                let (from, to) = if to_pairs { (row, pairs) } else { (pairs, row) };
+                d[to..to + PAIR].copy_from_slice(&s[from..from + PAIR]);
             }
         }
     }

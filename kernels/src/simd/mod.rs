@@ -8,6 +8,7 @@ pub mod rowtile;
 pub mod scalar;
 pub mod x8;
 pub mod x8k;
+pub mod xf;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
