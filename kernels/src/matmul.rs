@@ -8,7 +8,8 @@
 
 use crate::dtype::GgmlDType;
 use crate::formats::interleaved::{
-    self, BlockQ4Kx8, BlockQ4_0x8, BlockQ4_1x8, BlockQ5Kx8, BlockQ5_0x8, BlockQ5_1x8, BlockQ6Kx8, BlockQ8_0x8, ROWS,
+    self, BlockQ4Kx8, BlockQ4_0x8, BlockQ4_1x8, BlockQ5Kx8, BlockQ5_0x8, BlockQ5_1x8, BlockQ6Kx8, BlockQ8_0x8,
+    FLOAT_ROWS, ROWS,
 };
 use crate::formats::{cast_blocks, BlockQ8K};
 use crate::simd::rowtile;
@@ -375,14 +376,17 @@ fn matmul_x8k<X: X8KDot>(isa: Isa, w: &QMatrix, y: &[BlockQ8K], n_tokens: usize,
     });
 }
 
-/// The interleaved float path (F16, BF16, F32), on the same walk.
+/// The interleaved float path (F16, BF16, F32), on the same walk: its
+/// 16-row blocks are the walk's pairs of groups (the rows are a multiple
+/// of 16, so every step is a whole, aligned pair).
 fn matmul_xf<W: FloatWeight>(isa: Isa, w: &QMatrix, n_tokens: usize, out: &mut [f32], x: FloatAct) {
     let values: &[W] = cast_blocks(w.data);
-    let group = ROWS * w.cols;
-    for_each_x8_tile(w.rows, n_tokens, group * std::mem::size_of::<W>(), xf::tile(isa), out, |g, tokens, o| {
-        let wg = [&values[g.start * group..][..group], &values[(g.end - 1) * group..][..group]];
+    let block = FLOAT_ROWS * w.cols;
+    for_each_x8_tile(w.rows, n_tokens, block * std::mem::size_of::<W>() / 2, xf::tile(isa), out, |g, tokens, o| {
+        assert!(g.len() == 2 && g.start.is_multiple_of(2), "a whole 16-row block");
+        let wb = &values[g.start / 2 * block..][..block];
         let x = x.rows(tokens, w.cols);
-        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => xf::gemm2::<W, T>(isa, wg, x, o.try_into().expect("tile length")));
+        by_tile_len!(o, T in [1 2 3 4 5 6 7 8] => xf::gemm::<W, T>(isa, wb, x, o.try_into().expect("tile length")));
     });
 }
 

@@ -13,7 +13,7 @@ mod common;
 use common::{Aligned, Rng};
 use half::f16;
 use qllama_kernels::formats::interleaved::{
-    self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, BlockQ8_0x8, Interleaved, ROWS,
+    self, BlockQ4_0x8, BlockQ4_1x8, BlockQ5_0x8, BlockQ5_1x8, BlockQ8_0x8, Interleaved, FLOAT_ROWS, ROWS,
 };
 use qllama_kernels::formats::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 use qllama_kernels::matmul::{matmul_many_with, matmul_with};
@@ -157,10 +157,10 @@ fn whole_matrix_round_trip() {
         (GgmlDType::Q5K, 24, 768),
         (GgmlDType::Q6K, 8, 256),
         (GgmlDType::Q6K, 24, 768),
-        (GgmlDType::F16, 8, 4),
-        (GgmlDType::F16, 24, 66),
+        (GgmlDType::F16, 16, 4),
+        (GgmlDType::F16, 48, 66),
         (GgmlDType::BF16, 16, 64),
-        (GgmlDType::F32, 8, 6),
+        (GgmlDType::F32, 32, 6),
     ];
     for (dtype, rows, cols) in cases {
         let src = Aligned::quantize(dtype, &rng.normals(rows * cols, 1.0));
@@ -176,7 +176,8 @@ fn whole_matrix_round_trip() {
     assert!(!interleaved::can_interleave(GgmlDType::Q5_0, 12, 32));
     assert!(interleaved::can_interleave(GgmlDType::F16, 16, 32));
     assert!(!interleaved::can_interleave(GgmlDType::F16, 16, 33));
-    assert!(!interleaved::can_interleave(GgmlDType::BF16, 12, 32));
+    assert!(!interleaved::can_interleave(GgmlDType::BF16, 8, 32));
+    assert!(interleaved::can_interleave(GgmlDType::F32, 32, 2));
     assert!(interleaved::can_interleave(GgmlDType::Q4K, 16, 256));
     assert!(!interleaved::can_interleave(GgmlDType::Q4K, 12, 256));
     assert!(interleaved::can_interleave(GgmlDType::Q5K, 16, 256));
@@ -184,24 +185,35 @@ fn whole_matrix_round_trip() {
     assert!(!interleaved::can_interleave(GgmlDType::Q3K, 16, 256));
 }
 
-/// The float layout puts row `j`'s values `2c, 2c + 1` at `16c + 2j` of
-/// its group (the kernels' lanes depend on it).
+/// The float layouts put row `j`'s value `k` of each 16-row block where
+/// `float_at` says: value by value for F16 and F32, in pairs for BF16
+/// (the kernels' lanes depend on it).
 #[test]
-fn float_layout_places_value_pairs_row_by_row() {
-    let (rows, cols) = (16, 6);
-    let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
-    let src = Aligned::quantize(GgmlDType::F32, &src);
-    let mut packed = Aligned::zeroed(src.as_ref().len());
-    interleaved::interleave(GgmlDType::F32, rows, src.as_ref(), packed.as_mut());
-    let got: Vec<f32> = packed.as_ref().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-    for g in 0..rows / ROWS {
-        for j in 0..ROWS {
-            for k in 0..cols {
-                let at = g * ROWS * cols + 16 * (k / 2) + 2 * j + k % 2;
-                assert_eq!(got[at], ((g * ROWS + j) * cols + k) as f32, "group {g} row {j} value {k}");
+fn float_layouts_place_values_as_documented() {
+    let (rows, cols) = (32, 6);
+    for dtype in [GgmlDType::F16, GgmlDType::BF16, GgmlDType::F32] {
+        // Integers below 256, exact in every float type.
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let q = Aligned::quantize(dtype, &src);
+        let mut packed = Aligned::zeroed(q.as_ref().len());
+        interleaved::interleave(dtype, rows, q.as_ref(), packed.as_mut());
+        let mut got = vec![0.0; rows * cols];
+        dtype.dequantize_row(packed.as_ref(), &mut got);
+        for b in 0..rows / FLOAT_ROWS {
+            for j in 0..FLOAT_ROWS {
+                for k in 0..cols {
+                    let at = b * FLOAT_ROWS * cols + interleaved::float_at(dtype, j, k);
+                    assert_eq!(
+                        got[at],
+                        ((b * FLOAT_ROWS + j) * cols + k) as f32,
+                        "{dtype} block {b} row {j} value {k}"
+                    );
+                }
             }
         }
     }
+    assert_eq!(interleaved::float_at(GgmlDType::F16, 3, 5), 16 * 5 + 3);
+    assert_eq!(interleaved::float_at(GgmlDType::BF16, 3, 5), 32 * 2 + 2 * 3 + 1);
 }
 
 /// Float weights and activations that are small integers: every product
@@ -407,9 +419,12 @@ fn q8_0x8_kernels_match_the_reference() {
 #[test]
 fn interleaved_matmul_matches_row_major() {
     let mut rng = Rng::new(11);
-    for (rows, cols, counts) in [(72, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
+    for (rows, cols, counts) in [(72usize, 256, &[1, 2, 3, 4, 5, 7, 9, 17][..]), (40, 4096, &[1, 66][..])] {
         use GgmlDType::*;
         for dtype in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K, F16, BF16, F32] {
+            // The float layouts come in blocks of 16 rows (the others keep
+            // an odd number of 8-row groups here).
+            let rows = if dtype.is_quantized() { rows } else { rows.next_multiple_of(FLOAT_ROWS) };
             let w = Aligned::quantize(dtype, &rng.normals(rows * cols, 0.05));
             let mut packed = Aligned::zeroed(w.as_ref().len());
             interleaved::interleave(dtype, rows, w.as_ref(), packed.as_mut());
@@ -456,7 +471,7 @@ fn rows_of_an_interleaved_matrix_are_refused() {
 #[test]
 fn products_sharing_activations_match_products_one_by_one() {
     let mut rng = Rng::new(13);
-    let (rows, cols) = (24, 512);
+    let (rows, cols) = (48, 512);
     for n in [1, 9] {
         let x = rng.normals(n * cols, 1.0);
         use GgmlDType::*;

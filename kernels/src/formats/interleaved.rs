@@ -19,11 +19,9 @@
 //! way (`qh` chunk `c` holds the fifth bits of weights `32 s + 4 c ..` in bit
 //! `s`), and Q6_K its `ql` and `qh`.
 //!
-//! The float types have no blocks: a group's chunk `c` is the values
-//! `2c, 2c + 1` of its eight rows, row after row (`[r0 v2c, r0 v2c+1, r1
-//! v2c, ...]`), so a chunk widened to f32 is one 512-bit register (two
-//! 256-bit ones), and a pair of BF16 values sits in one 32-bit lane, as
-//! `vdpbf16ps` multiplies them.
+//! The float types have no blocks: sixteen rows are interleaved value by
+//! value ([`float_at`]), so sixteen rows' value widened to f32 is one
+//! 512-bit register (two 256-bit ones).
 
 use super::{
     get_scale_min_k4, pack_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
@@ -36,8 +34,22 @@ use half::{bf16, f16};
 pub const ROWS: usize = 8;
 /// Bytes per row in one interleaved chunk.
 pub const CHUNK: usize = 4;
-/// Values per row in one chunk of the float layouts (F16, BF16, F32).
-pub const PAIR: usize = 2;
+/// Rows per block of the float layouts (F16, BF16, F32): one 512-bit
+/// register of f32 lanes.
+pub const FLOAT_ROWS: usize = 16;
+
+/// Where row `j`'s value `k` sits in its 16-row block of a float layout:
+/// F16 and F32 store value `k` of the sixteen rows side by side; BF16
+/// stores the pair `k & !1, k | 1` of each row in one 32-bit lane, the
+/// sixteen rows' pairs side by side (`vdpbf16ps` multiplies such lanes).
+/// Either way values `2c` and `2c + 1` of all sixteen rows are the 32
+/// values at `32 c`.
+pub const fn float_at(dtype: GgmlDType, j: usize, k: usize) -> usize {
+    match dtype {
+        GgmlDType::BF16 => 32 * (k / 2) + 2 * j + k % 2,
+        _ => FLOAT_ROWS * k + j,
+    }
+}
 
 /// Block `b` of eight Q4_0 rows.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -389,7 +401,7 @@ pub fn can_interleave(dtype: GgmlDType, rows: usize, cols: usize) -> bool {
     rows.is_multiple_of(ROWS)
         && match dtype {
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4K | Q5K | Q6K => true,
-            F16 | BF16 | F32 => cols.is_multiple_of(PAIR),
+            F16 | BF16 | F32 => rows.is_multiple_of(FLOAT_ROWS) && cols.is_multiple_of(2),
             _ => false,
         }
 }
@@ -409,9 +421,9 @@ pub fn interleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4K => interleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => interleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => interleave_as::<BlockQ6Kx8>(rows, src, dst),
-        GgmlDType::F16 => pairs_as::<f16>(rows, src, dst, true),
-        GgmlDType::BF16 => pairs_as::<bf16>(rows, src, dst, true),
-        GgmlDType::F32 => pairs_as::<f32>(rows, src, dst, true),
+        GgmlDType::F16 => floats_as::<f16>(rows, src, dst, true),
+        GgmlDType::BF16 => floats_as::<bf16>(rows, src, dst, true),
+        GgmlDType::F32 => floats_as::<f32>(rows, src, dst, true),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -427,9 +439,9 @@ pub fn deinterleave(dtype: GgmlDType, rows: usize, src: &[u8], dst: &mut [u8]) {
         GgmlDType::Q4K => deinterleave_as::<BlockQ4Kx8>(rows, src, dst),
         GgmlDType::Q5K => deinterleave_as::<BlockQ5Kx8>(rows, src, dst),
         GgmlDType::Q6K => deinterleave_as::<BlockQ6Kx8>(rows, src, dst),
-        GgmlDType::F16 => pairs_as::<f16>(rows, src, dst, false),
-        GgmlDType::BF16 => pairs_as::<bf16>(rows, src, dst, false),
-        GgmlDType::F32 => pairs_as::<f32>(rows, src, dst, false),
+        GgmlDType::F16 => floats_as::<f16>(rows, src, dst, false),
+        GgmlDType::BF16 => floats_as::<bf16>(rows, src, dst, false),
+        GgmlDType::F32 => floats_as::<f32>(rows, src, dst, false),
         _ => panic!("{dtype} has no interleaved layout"),
     }
 }
@@ -471,24 +483,26 @@ fn deinterleave_as<X: Interleaved>(rows: usize, src: &[u8], dst: &mut [u8]) {
     }
 }
 
-/// The float layout, both ways: row `j` of group `g` holds its values
-/// `2c, 2c + 1` at `16 c + 2 j` of the group's `8 * cols` values.
-fn pairs_as<E: crate::GgmlType>(rows: usize, src: &[u8], dst: &mut [u8], to_pairs: bool) {
+/// The float layouts, both ways ([`float_at`]).
+fn floats_as<E: crate::GgmlType>(rows: usize, src: &[u8], dst: &mut [u8], interleave: bool) {
     assert!(
-        rows.is_multiple_of(ROWS) && src.len() == dst.len(),
+        rows.is_multiple_of(FLOAT_ROWS) && src.len() == dst.len(),
         "float interleave: {rows} rows, {} -> {} bytes",
         src.len(),
         dst.len()
     );
     let (src, dst): (&[E], &mut [E]) = (super::cast_blocks(src), super::cast_blocks_mut(dst));
     let cols = src.len() / rows;
-    assert!(cols.is_multiple_of(PAIR), "float interleave: {cols} columns is odd");
-    for (s, d) in src.chunks_exact(ROWS * cols).zip(dst.chunks_exact_mut(ROWS * cols)) {
-        for j in 0..ROWS {
-            for c in 0..cols / PAIR {
-                let (row, pairs) = (j * cols + PAIR * c, ROWS * PAIR * c + PAIR * j);
-                let (from, to) = if to_pairs { (row, pairs) } else { (pairs, row) };
-                d[to..to + PAIR].copy_from_slice(&s[from..from + PAIR]);
+    assert!(cols.is_multiple_of(2), "float interleave: {cols} columns is odd");
+    for (s, d) in src.chunks_exact(FLOAT_ROWS * cols).zip(dst.chunks_exact_mut(FLOAT_ROWS * cols)) {
+        for j in 0..FLOAT_ROWS {
+            for k in 0..cols {
+                let (row, block) = (j * cols + k, float_at(E::DTYPE, j, k));
+                if interleave {
+                    d[block] = s[row];
+                } else {
+                    d[row] = s[block];
+                }
             }
         }
     }

@@ -1,32 +1,38 @@
-//! Kernels for the float weights (F16, BF16, F32) in the interleaved
-//! layout (`formats::interleaved`: eight rows, two values per row per
-//! chunk), on the same walk as the quantized types (`matmul.rs`).
+//! Kernels for the float weights (F16, BF16, F32) in their interleaved
+//! layout (`formats::interleaved::float_at`: blocks of sixteen rows,
+//! interleaved value by value), on the same walk as the quantized types
+//! (`matmul.rs`, which hands a kernel two 8-row groups: one block).
 //!
-//! Each chunk is an outer product: the chunk widened to f32 (the pairs of
-//! eight rows, sixteen lanes) meets each token's matching value pair
-//! broadcast to every lane, one FMA per token and group, so the weights are
-//! loaded and converted once per tile of tokens and nothing is summed
-//! across lanes until the end (where the two lanes of each row are added).
-//! With AVX-512 BF16, BF16 weights skip the widening: `vdpbf16ps` takes a
-//! row's pair from each 32-bit lane and the token's pair from a 32-bit
-//! broadcast, 32 multiply-adds per instruction.
+//! Each value of the sixteen rows, widened to f32, is one register; it
+//! meets each token's matching activation broadcast to every lane (folded
+//! into the FMA as a memory operand), one FMA per token: an outer product,
+//! so the weights are loaded and converted once per tile of tokens and the
+//! lanes are the rows, with nothing to sum across lanes. With AVX-512 BF16,
+//! BF16 weights skip the widening: `vdpbf16ps` takes each row's pair of
+//! values from a 32-bit lane and the token's pair from a 32-bit broadcast,
+//! 32 multiply-adds per instruction (this Zen 5 issues one 512-bit FMA or
+//! `vdpbf16ps` per cycle, so the BF16 kernel runs twice as many).
+//!
+//! Values `2c` go to one set of accumulators and values `2c + 1` to
+//! another (two chains per token in flight), the two added at the end, for
+//! every number of tokens: a token's outputs do not depend on the batch it
+//! came in, so the decoder's token-by-token and batched logits agree.
 //!
 //! As in ggml, the activations are first rounded to the weight type
 //! (`vec_dot_type`); the kernels read them as f32 ([`FloatAct::F32`]), or
 //! as BF16 pairs for `vdpbf16ps`. Results equal the row dot products up to
-//! f32 rounding; the scalar [`reference`] is checked against them in
-//! `kernels/tests/interleaved.rs`.
+//! f32 rounding; the scalar [`reference`] and the SIMD paths are checked
+//! against the row-major scalar matmul in `kernels/tests/interleaved.rs`.
 
 #[cfg(target_arch = "x86_64")]
 use super::cpu_has;
-use super::x8::{per_group, ROWS2};
 use super::Isa;
-use crate::formats::interleaved::{PAIR, ROWS};
+use crate::formats::interleaved::{float_at, FLOAT_ROWS};
 use crate::GgmlType;
 use half::{bf16, f16};
 
-/// Values of one group's chunk: a pair for each of its eight rows.
-const CHUNK: usize = PAIR * ROWS;
+/// Values of one block for two values of each row.
+const SPAN: usize = 2 * FLOAT_ROWS;
 
 /// Activation rows for a tile of tokens, one after the other, each as long
 /// as a weight row.
@@ -79,12 +85,13 @@ fn has_bf16_dot(isa: Isa) -> bool {
     false
 }
 
-/// Tokens per tile on `isa`: 16 rows x 8 tokens is 16 accumulators of
-/// 512 bits (half the registers); AVX2's 8 rows x 6 tokens, 12 of 256.
+/// Tokens per tile on `isa`: AVX-512 keeps 2 x 8 accumulators (half the
+/// registers), AVX2 2 x 2 x 3 of its sixteen (each block is two 256-bit
+/// halves there).
 pub fn tile(isa: Isa) -> usize {
     match isa {
         Isa::Avx512 => 8,
-        Isa::Avx2 => 6,
+        Isa::Avx2 => 3,
         _ => 4,
     }
 }
@@ -92,18 +99,19 @@ pub fn tile(isa: Isa) -> usize {
 /// A float weight value the kernels widen to f32.
 pub trait FloatWeight: GgmlType<VecDot = Self> {
     fn to_f32(self) -> f32;
-    /// Eight values from `p` as f32 lanes.
+    /// Values `2c` and `2c + 1` of the sixteen rows of a block, from the 32
+    /// values at `p` (`32 c` into the block), as f32 lanes.
     ///
     /// # Safety
-    /// The CPU must have AVX2 and F16C; `p` points to eight readable values.
+    /// The CPU must have AVX-512 F; `p` points to 32 readable values.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn load8(p: *const Self) -> core::arch::x86_64::__m256;
-    /// Sixteen values from `p` as f32 lanes.
+    unsafe fn span16(p: *const Self) -> [core::arch::x86_64::__m512; 2];
+    /// [`Self::span16`] in 256-bit halves: `[value][rows 0..8, 8..16]`.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F; `p` points to sixteen readable values.
+    /// The CPU must have AVX2 and F16C; `p` points to 32 readable values.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn load16(p: *const Self) -> core::arch::x86_64::__m512;
+    unsafe fn span8(p: *const Self) -> [[core::arch::x86_64::__m256; 2]; 2];
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -115,17 +123,19 @@ impl FloatWeight for f32 {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load8(p: *const Self) -> __m256 {
-        // SAFETY: eight readable floats (the caller's contract); unaligned.
-        unsafe { _mm256_loadu_ps(p) }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn span16(p: *const Self) -> [__m512; 2] {
+        // SAFETY: 32 readable floats (the caller's contract); unaligned.
+        unsafe { [_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16))] }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load16(p: *const Self) -> __m512 {
-        // SAFETY: sixteen readable floats (the caller's contract); unaligned.
-        unsafe { _mm512_loadu_ps(p) }
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn span8(p: *const Self) -> [[__m256; 2]; 2] {
+        // SAFETY: as above.
+        unsafe {
+            [[_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))], [_mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))]]
+        }
     }
 }
 
@@ -135,18 +145,20 @@ impl FloatWeight for f16 {
     }
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load8(p: *const Self) -> __m256 {
-        // SAFETY: the 16 bytes of eight readable values (the caller's
-        // contract); unaligned.
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn span16(p: *const Self) -> [__m512; 2] {
+        // SAFETY: the 64 bytes of 32 readable values; unaligned.
+        unsafe {
+            [_mm512_cvtph_ps(_mm256_loadu_si256(p.cast())), _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16).cast()))]
+        }
     }
     #[cfg(target_arch = "x86_64")]
     #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load16(p: *const Self) -> __m512 {
-        // SAFETY: the 32 bytes of sixteen readable values; unaligned.
-        unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())) }
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn span8(p: *const Self) -> [[__m256; 2]; 2] {
+        // SAFETY: as above, 16 bytes at a time.
+        let h = |i: usize| unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * i).cast())) };
+        [[h(0), h(1)], [h(2), h(3)]]
     }
 }
 
@@ -154,37 +166,43 @@ impl FloatWeight for bf16 {
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }
-    // A bf16 is the top half of an f32: widen, then shift into place.
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load8(p: *const Self) -> __m256 {
-        // SAFETY: the 16 bytes of eight readable values; unaligned.
-        let h = unsafe { _mm_loadu_si128(p.cast()) };
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
-    }
+    // Each 32-bit lane holds a row's pair: a bf16 is the top half of an
+    // f32, so the even value is the lane shifted left by 16 and the odd one
+    // the lane with its low half cleared.
     #[cfg(target_arch = "x86_64")]
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn load16(p: *const Self) -> __m512 {
-        // SAFETY: the 32 bytes of sixteen readable values; unaligned.
-        let h = unsafe { _mm256_loadu_si256(p.cast()) };
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+    unsafe fn span16(p: *const Self) -> [__m512; 2] {
+        // SAFETY: the 64 bytes of 32 readable values; unaligned.
+        let v = unsafe { _mm512_loadu_si512(p.cast()) };
+        let odd = _mm512_and_si512(v, _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+        [_mm512_castsi512_ps(_mm512_slli_epi32::<16>(v)), _mm512_castsi512_ps(odd)]
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn span8(p: *const Self) -> [[__m256; 2]; 2] {
+        // SAFETY: the 64 bytes of 32 readable values, 32 at a time.
+        let v = unsafe { [_mm256_loadu_si256(p.cast()), _mm256_loadu_si256(p.add(16).cast())] };
+        let high = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
+        [
+            v.map(|v| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(v))),
+            v.map(|v| _mm256_castsi256_ps(_mm256_and_si256(v, high))),
+        ]
     }
 }
 
-/// `out[t][j] += dot(row j, token t)` for the sixteen rows of two groups
-/// (`w[g]`: a group's `8 * cols` values) and the `T` tokens of `x`.
-pub fn gemm2<W: FloatWeight, const T: usize>(isa: Isa, w: [&[W]; 2], x: FloatAct, out: &mut [[f32; ROWS2]; T]) {
-    let n = w[0].len();
-    assert!(w[1].len() == n && n.is_multiple_of(CHUNK), "groups of whole chunks, of one length");
-    assert_eq!(x.len(), T * (n / ROWS), "activations do not match the weights");
+/// `out[t][j] += dot(row j, token t)` for the sixteen rows of one block
+/// (`w`: `16 * cols` values) and the `T` tokens of `x`.
+pub fn gemm<W: FloatWeight, const T: usize>(isa: Isa, w: &[W], x: FloatAct, out: &mut [[f32; FLOAT_ROWS]; T]) {
+    assert!(w.len().is_multiple_of(SPAN), "a block of whole spans");
+    assert_eq!(x.len(), T * (w.len() / FLOAT_ROWS), "activations do not match the weights");
     #[cfg(target_arch = "x86_64")]
     match (isa, x) {
         (Isa::Avx512, FloatAct::Bf16(x)) if reads_bf16(isa, W::DTYPE) => {
             // SAFETY: `W` is bf16 (`reads_bf16`), so the cast is the
             // identity.
-            let w = w.map(|w| unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<bf16>(), w.len()) });
+            let w = unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<bf16>(), w.len()) };
             // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (`reads_bf16`)
             // and AVX2 with them; lengths are checked above.
             unsafe { avx512::dot_bf16::<T>(w, x, out) };
@@ -198,28 +216,24 @@ pub fn gemm2<W: FloatWeight, const T: usize>(isa: Isa, w: [&[W]; 2], x: FloatAct
         }
         (Isa::Avx2 | Isa::Avx512, FloatAct::F32(x)) if cpu_has(Isa::Avx2) => {
             // SAFETY: the CPU has AVX2, FMA and F16C; lengths as above.
-            per_group(w, out, |w, o| unsafe { avx2::gemm::<W, T>(w, x, o) });
+            unsafe { avx2::gemm::<W, T>(w, x, out) };
             return;
         }
         _ => {}
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = isa;
-    per_group(w, out, |w, o| reference::<W, T>(w, x, o));
+    reference::<W, T>(w, x, out);
 }
 
 /// The scalar reference: per row and token, the products summed in f64 (as
 /// `scalar::vec_dot_f16` does) and added to `out` as f32.
-pub fn reference<W: FloatWeight, const T: usize>(w: &[W], x: FloatAct, out: &mut [[f32; ROWS]; T]) {
-    let cols = w.len() / ROWS;
+pub fn reference<W: FloatWeight, const T: usize>(w: &[W], x: FloatAct, out: &mut [[f32; FLOAT_ROWS]; T]) {
+    let cols = w.len() / FLOAT_ROWS;
     for (t, o) in out.iter_mut().enumerate() {
         for (j, o) in o.iter_mut().enumerate() {
-            let mut sum = 0.0f64;
-            for (c, chunk) in w.chunks_exact(CHUNK).enumerate() {
-                for p in 0..PAIR {
-                    sum += chunk[PAIR * j + p].to_f32() as f64 * x.get(t * cols + PAIR * c + p) as f64;
-                }
-            }
+            let sum: f64 =
+                (0..cols).map(|k| w[float_at(W::DTYPE, j, k)].to_f32() as f64 * x.get(t * cols + k) as f64).sum();
             *o += sum as f32;
         }
     }
@@ -227,105 +241,100 @@ pub fn reference<W: FloatWeight, const T: usize>(w: &[W], x: FloatAct, out: &mut
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{FloatWeight, CHUNK, ROWS};
+    use super::{FloatWeight, FLOAT_ROWS, SPAN};
     use crate::simd::Ahead;
     use core::arch::x86_64::*;
 
-    /// One group (8 rows) times `T` tokens: per chunk, two 256-bit
-    /// registers of four rows' pairs, one 64-bit broadcast per token.
+    /// One block times `T` tokens, each value of the sixteen rows as two
+    /// 256-bit halves.
     ///
     /// # Safety
     /// The CPU must have AVX2, FMA and F16C; `x` holds `T` rows of
-    /// `w.len() / 8` values.
+    /// `w.len() / 16` values.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn gemm<W: FloatWeight, const T: usize>(w: &[W], x: &[f32], out: &mut [[f32; ROWS]; T]) {
-        let cols = w.len() / ROWS;
-        let mut acc = [[_mm256_setzero_ps(); 2]; T];
+    pub(super) unsafe fn gemm<W: FloatWeight, const T: usize>(w: &[W], x: &[f32], out: &mut [[f32; FLOAT_ROWS]; T]) {
+        let cols = w.len() / FLOAT_ROWS;
+        // [value parity][token][half]
+        let mut acc = [[[_mm256_setzero_ps(); 2]; T]; 2];
         let mut ahead = Ahead::new(w);
-        for (c, chunk) in w.chunks_exact(CHUNK).enumerate() {
+        for (c, span) in w.chunks_exact(SPAN).enumerate() {
             if T == 1 {
-                ahead.before(&chunk[CHUNK - 1]);
+                ahead.before(&span[SPAN - 1]);
             }
-            // SAFETY: sixteen values of `chunk`, eight at 0 and eight at 8;
-            // the CPU has AVX2 and F16C (this function's features).
-            let wv = unsafe { [W::load8(chunk.as_ptr()), W::load8(chunk.as_ptr().add(8))] };
-            for (t, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: values 2c, 2c + 1 of token t's row: in bounds,
-                // as `x` holds T rows of `cols` (the caller's contract).
-                let pair = unsafe { std::ptr::read_unaligned(x.as_ptr().add(t * cols + 2 * c).cast::<f64>()) };
-                let xt = _mm256_castpd_ps(_mm256_set1_pd(pair));
-                acc[0] = _mm256_fmadd_ps(wv[0], xt, acc[0]);
-                acc[1] = _mm256_fmadd_ps(wv[1], xt, acc[1]);
+            // SAFETY: the 32 values of `span`; the CPU has AVX2 and F16C.
+            let wv = unsafe { W::span8(span.as_ptr()) };
+            for (p, (acc, wv)) in acc.iter_mut().zip(wv).enumerate() {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: value 2c + p of token t's row: in bounds, as
+                    // `x` holds T rows of `cols` (the caller's contract).
+                    let xt = _mm256_set1_ps(unsafe { *x.get_unchecked(t * cols + 2 * c + p) });
+                    acc[0] = _mm256_fmadd_ps(wv[0], xt, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(wv[1], xt, acc[1]);
+                }
             }
         }
-        for (o, acc) in out.iter_mut().zip(acc) {
-            // Lanes (row, value of the pair): adjacent lanes summed give
-            // rows 0, 1, 4, 5 | 2, 3, 6, 7; one permute puts them in order.
-            let rows = _mm256_hadd_ps(acc[0], acc[1]);
-            let rows = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(rows)));
-            // SAFETY: reads and writes exactly the eight floats of `o`.
-            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(_mm256_loadu_ps(o.as_ptr()), rows)) };
+        for (t, o) in out.iter_mut().enumerate() {
+            for h in 0..2 {
+                let rows = _mm256_add_ps(acc[0][t][h], acc[1][t][h]);
+                // SAFETY: reads and writes exactly eight floats of `o`.
+                unsafe {
+                    let o = o.as_mut_ptr().add(8 * h);
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), rows));
+                }
+            }
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{FloatWeight, CHUNK, ROWS, ROWS2};
+    use super::{FloatWeight, FLOAT_ROWS, SPAN};
     use crate::simd::Ahead;
     use core::arch::x86_64::*;
     use half::bf16;
 
-    /// Adjacent lanes of `a` and of `b` summed: the even lanes of `a`, then
-    /// those of `b` (sixteen rows in order, from two groups' lanes of
-    /// (row, value of the pair)).
+    /// `out[t] += a[t] + b[t]`, sixteen lanes each.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn fold(a: __m512, b: __m512) -> __m512 {
-        let a = _mm512_add_ps(a, _mm512_permute_ps::<0b10_11_00_01>(a));
-        let b = _mm512_add_ps(b, _mm512_permute_ps::<0b10_11_00_01>(b));
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        _mm512_permutex2var_ps(a, even, b)
+    fn add_sets<const T: usize>(a: [__m512; T], b: [__m512; T], out: &mut [[f32; FLOAT_ROWS]; T]) {
+        for ((o, a), b) in out.iter_mut().zip(a).zip(b) {
+            // SAFETY: reads and writes exactly the sixteen floats of `o`.
+            unsafe {
+                _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(_mm512_loadu_ps(o.as_ptr()), _mm512_add_ps(a, b)))
+            };
+        }
     }
 
-    /// Two groups (16 rows) times `T` tokens: per chunk, each group's pairs
-    /// widened to one register, one 64-bit broadcast per token and two
-    /// FMAs. Each lane sums its products in chunk order whatever `T` is,
-    /// so a token's outputs do not depend on the batch it came in (the
-    /// decoder's token-by-token and batched logits agree exactly); one
-    /// token still has two chains in flight, enough for the bandwidth.
+    /// One block (16 rows) times `T` tokens: per value, the sixteen rows
+    /// widened to one register, one FMA per token with its activation
+    /// broadcast from memory.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL, AVX2, FMA and F16C; both groups
-    /// hold `8 * cols` values and `x` holds `T` rows of `cols`.
+    /// The CPU must have AVX-512 F/BW/VL, AVX2, FMA and F16C; `x` holds `T`
+    /// rows of `w.len() / 16` values.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn gemm<W: FloatWeight, const T: usize>(w: [&[W]; 2], x: &[f32], out: &mut [[f32; ROWS2]; T]) {
-        let cols = w[0].len() / ROWS;
-        let mut acc = [[_mm512_setzero_ps(); 2]; T];
-        let mut ahead = [Ahead::new(w[0]), Ahead::new(w[1])];
-        for (c, (a, b)) in w[0].chunks_exact(CHUNK).zip(w[1].chunks_exact(CHUNK)).enumerate() {
+    pub(super) unsafe fn gemm<W: FloatWeight, const T: usize>(w: &[W], x: &[f32], out: &mut [[f32; FLOAT_ROWS]; T]) {
+        let cols = w.len() / FLOAT_ROWS;
+        let mut acc = [[_mm512_setzero_ps(); T]; 2];
+        let mut ahead = Ahead::new(w);
+        for (c, span) in w.chunks_exact(SPAN).enumerate() {
             if T == 1 {
-                ahead[0].before(&a[CHUNK - 1]);
-                ahead[1].before(&b[CHUNK - 1]);
+                ahead.before(&span[SPAN - 1]);
             }
-            // SAFETY: the sixteen values of each chunk; the CPU has AVX-512 F.
-            let wv = unsafe { [W::load16(a.as_ptr()), W::load16(b.as_ptr())] };
-            for (t, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: values 2c, 2c + 1 of token t's row (T rows of
-                // `cols`, the caller's contract).
-                let pair = unsafe { std::ptr::read_unaligned(x.as_ptr().add(t * cols + 2 * c).cast::<f64>()) };
-                let xt = _mm512_castpd_ps(_mm512_set1_pd(pair));
-                acc[0] = _mm512_fmadd_ps(wv[0], xt, acc[0]);
-                acc[1] = _mm512_fmadd_ps(wv[1], xt, acc[1]);
+            // SAFETY: the 32 values of `span`; the CPU has AVX-512 F.
+            let wv = unsafe { W::span16(span.as_ptr()) };
+            for (p, (acc, wv)) in acc.iter_mut().zip(wv).enumerate() {
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: value 2c + p of token t's row (T rows of
+                    // `cols`, the caller's contract).
+                    let xt = _mm512_set1_ps(unsafe { *x.get_unchecked(t * cols + 2 * c + p) });
+                    *acc = _mm512_fmadd_ps(wv, xt, *acc);
+                }
             }
         }
-        for (o, acc) in out.iter_mut().zip(acc) {
-            let rows = fold(acc[0], acc[1]);
-            // SAFETY: reads and writes exactly the sixteen floats of `o`.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(_mm512_loadu_ps(o.as_ptr()), rows)) };
-        }
+        add_sets(acc[0], acc[1], out);
     }
 
     /// A 512-bit vector as 32 BF16 values (the same bits).
@@ -338,28 +347,22 @@ mod avx512 {
     }
 
     /// BF16 weights and BF16 activations: `vdpbf16ps` sums each lane's pair
-    /// of products into f32. The two groups' chunks fill one register (lane
-    /// = row), a token's pair is one 32-bit broadcast; chunks alternate
-    /// between two sets of accumulators, so sixteen chains hide the
-    /// instruction's latency.
+    /// of products into f32; a span is one register (lane = row), a token's
+    /// pair one 32-bit broadcast. Spans alternate between two sets of
+    /// accumulators, so one token too has two chains in flight.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F/BW/VL and BF16, and AVX2; both groups
-    /// hold `8 * cols` values and `x` holds `T` rows of `cols`.
+    /// The CPU must have AVX-512 F/BW/VL and BF16, and AVX2; `x` holds `T`
+    /// rows of `w.len() / 16` values.
     #[inline]
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512bf16")]
-    pub(super) unsafe fn dot_bf16<const T: usize>(w: [&[bf16]; 2], x: &[bf16], out: &mut [[f32; ROWS2]; T]) {
-        let cols = w[0].len() / ROWS;
+    pub(super) unsafe fn dot_bf16<const T: usize>(w: &[bf16], x: &[bf16], out: &mut [[f32; FLOAT_ROWS]; T]) {
+        let cols = w.len() / FLOAT_ROWS;
         let mut acc = [[_mm512_setzero_ps(); T]; 2];
-        let mut ahead = [Ahead::new(w[0]), Ahead::new(w[1])];
-        // One chunk: `acc += chunk c of both groups x token pairs`.
-        let step = |acc: &mut [__m512; T], c: usize, a: &[bf16], b: &[bf16]| {
-            // SAFETY: the 32 bytes of each chunk, unaligned; the CPU has
-            // AVX-512 F and BF16 (this function's features).
-            let wv = unsafe {
-                let lo = _mm512_castsi256_si512(_mm256_loadu_si256(a.as_ptr().cast()));
-                as_bh(_mm512_inserti64x4::<1>(lo, _mm256_loadu_si256(b.as_ptr().cast())))
-            };
+        let mut ahead = Ahead::new(w);
+        let step = |acc: &mut [__m512; T], c: usize, span: &[bf16; SPAN]| {
+            // SAFETY: the 64 bytes of `span`, unaligned.
+            let wv = as_bh(unsafe { _mm512_loadu_si512(span.as_ptr().cast()) });
             for (t, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: values 2c, 2c + 1 of token t's row (T rows of
                 // `cols`, the caller's contract).
@@ -367,25 +370,21 @@ mod avx512 {
                 *acc = _mm512_dpbf16_ps(*acc, wv, as_bh(_mm512_set1_epi32(pair)));
             }
         };
-        // Chunks two at a time, into the two sets of accumulators.
-        let (pa, ra) = w[0].as_chunks::<{ 2 * CHUNK }>();
-        let (pb, rb) = w[1].as_chunks::<{ 2 * CHUNK }>();
+        // Two spans at a time, one into each set (an index by `c % 2` would
+        // keep the accumulators in memory).
+        let (twos, rest) = w.as_chunks::<{ 2 * SPAN }>();
         let [acc0, acc1] = &mut acc;
-        for (i, (a, b)) in pa.iter().zip(pb).enumerate() {
+        for (i, two) in twos.iter().enumerate() {
             if T == 1 {
-                ahead[0].before(&a[2 * CHUNK - 1]);
-                ahead[1].before(&b[2 * CHUNK - 1]);
+                ahead.before(&two[2 * SPAN - 1]);
             }
-            step(acc0, 2 * i, &a[..CHUNK], &b[..CHUNK]);
-            step(acc1, 2 * i + 1, &a[CHUNK..], &b[CHUNK..]);
+            let (a, b) = two.split_at(SPAN);
+            step(acc0, 2 * i, a.try_into().expect("one span"));
+            step(acc1, 2 * i + 1, b.try_into().expect("one span"));
         }
-        if !ra.is_empty() {
-            step(acc0, 2 * pa.len(), ra, rb);
+        if !rest.is_empty() {
+            step(acc0, 2 * twos.len(), rest.try_into().expect("one span"));
         }
-        for (t, o) in out.iter_mut().enumerate() {
-            let rows = _mm512_add_ps(acc[0][t], acc[1][t]);
-            // SAFETY: reads and writes exactly the sixteen floats of `o`.
-            unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_add_ps(_mm512_loadu_ps(o.as_ptr()), rows)) };
-        }
+        add_sets(acc[0], acc[1], out);
     }
 }
