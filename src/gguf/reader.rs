@@ -442,6 +442,8 @@ pub struct GgufFile {
     pub path: PathBuf,
     pub header: GgufHeader,
     mmap: memmap2::Mmap,
+    /// Kept open for [`GgufFile::drop_cached`].
+    file: std::fs::File,
 }
 
 /// A tensor borrowed from the map.
@@ -471,7 +473,7 @@ impl GgufFile {
         let mmap =
             unsafe { memmap2::Mmap::map(&file) }.map_err(|e| GgufError::new(path, format!("cannot map: {e}")))?;
         let header = GgufHeader::parse(&mmap, path)?;
-        Ok(Self { path: path.to_path_buf(), header, mmap })
+        Ok(Self { path: path.to_path_buf(), header, mmap, file })
     }
 
     pub fn metadata(&self) -> &[(String, GgufValue)] {
@@ -563,6 +565,28 @@ impl GgufFile {
             // The range lies inside the map (clamped above).
             let _ = unsafe { self.mmap.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
         }
+    }
+
+    /// Ask the kernel to drop `range` of the file from the page cache, for
+    /// data that was copied out (after [`Self::release`] unmapped it): the
+    /// pages are clean, so nothing is lost, and a later read of them comes
+    /// from disk. A load that copies a file larger than the free memory
+    /// calls it so the copies do not push out the pages still to be read.
+    /// Does nothing outside Linux.
+    pub fn drop_cached(&self, range: std::ops::Range<usize>) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (Ok(off), Ok(len)) = (libc::off_t::try_from(range.start), libc::off_t::try_from(range.len())) else {
+                return;
+            };
+            // SAFETY: posix_fadvise reads only its integer arguments; the
+            // descriptor is open for as long as `self.file` lives. It is a
+            // hint: failure changes nothing.
+            let _ = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), off, len, libc::POSIX_FADV_DONTNEED) };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (&self.file, range);
     }
 
     /// An error about this file.
