@@ -274,13 +274,12 @@ mod avx2 {
                 }
             }
         }
-        for (t, o) in out.iter_mut().enumerate() {
-            for h in 0..2 {
-                let rows = _mm256_add_ps(acc[0][t][h], acc[1][t][h]);
+        for ((o, even), odd) in out.iter_mut().zip(acc[0]).zip(acc[1]) {
+            for (h, (even, odd)) in even.into_iter().zip(odd).enumerate() {
                 // SAFETY: reads and writes exactly eight floats of `o`.
                 unsafe {
                     let o = o.as_mut_ptr().add(8 * h);
-                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), rows));
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_add_ps(even, odd)));
                 }
             }
         }
