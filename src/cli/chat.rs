@@ -61,6 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             path.display(),
             t0.elapsed().as_secs_f64()
         );
+        if let Some(note) = model.load_note() {
+            eprintln!("{note}");
+        }
         chat_loop(&mut chat)
     })
 }

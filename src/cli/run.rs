@@ -98,6 +98,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             threads,
             kv_type
         );
+        if let Some(note) = model.load_note() {
+            eprintln!("{note}");
+        }
         generate(&model, &tok, &prompt, n_ctx, kv_type, params, args.n_predict)
     })
 }

@@ -85,6 +85,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.parallel,
         if args.parallel == 1 { "" } else { "s" }
     );
+    if let Some(note) = model.load_note() {
+        eprintln!("{note}");
+    }
     server::serve(
         model,
         ServeConfig {

@@ -25,6 +25,8 @@ pub struct Model {
     pub weights: Weights,
     /// Matrices repacked at load into the interleaved layout, if any.
     repacked: Option<memmap2::MmapMut>,
+    /// Whether they were not, for lack of memory.
+    short_of_memory: bool,
     /// Rotation frequency of each rotated pair, rope scaling included.
     rope_freqs: Vec<f64>,
 }
@@ -79,7 +81,7 @@ impl Model {
     pub fn from_file(file: GgufFile) -> Result<Self, GgufError> {
         let hp = HParams::from_gguf(&file)?;
         let mut weights = Weights::open(&file, &hp)?;
-        let repacked = repack::repack(&file, &mut weights)
+        let repack::Repacked { map: repacked, short_of_memory } = repack::repack(&file, &mut weights)
             .map_err(|e| file.error(format!("cannot allocate memory to repack the weights: {e}")))?;
         let rope_freqs = (0..hp.rope_dim / 2)
             .map(|i| {
@@ -87,7 +89,7 @@ impl Model {
                 (hp.rope_freq_base as f64).powf(exponent) / hp.rope_scale as f64
             })
             .collect();
-        Ok(Self { file, hp, weights, repacked, rope_freqs })
+        Ok(Self { file, hp, weights, repacked, short_of_memory, rope_freqs })
     }
 
     /// The context size used when none is asked for: the training context,
@@ -109,6 +111,17 @@ impl Model {
     /// Whether some matrices were repacked at load (see `repack.rs`).
     pub fn is_repacked(&self) -> bool {
         self.repacked.is_some()
+    }
+
+    /// What a user should know about the load: the weights were left in the
+    /// file's map, read by slower kernels, for lack of memory.
+    pub fn load_note(&self) -> Option<String> {
+        self.short_of_memory.then(|| {
+            format!(
+                "note: too little free memory to repack the weights of {} for the fast kernels; prompts run slower",
+                self.file.path.display()
+            )
+        })
     }
 
     /// Dequantize the embedding row of `token` into `out` (`n_embd` values).

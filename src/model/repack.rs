@@ -58,13 +58,23 @@ fn mem_available() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// What [`repack`] did.
+pub struct Repacked {
+    /// The copies, or `None` when nothing was repacked.
+    pub map: Option<memmap2::MmapMut>,
+    /// Whether matrices that have an interleaved layout were left in the
+    /// file's map because their copies would not fit in memory.
+    pub short_of_memory: bool,
+}
+
 /// Repack every matrix that has an interleaved layout into one anonymous
-/// map, recording each one's place in `WeightRef::packed`. Returns the map,
-/// or `None` when nothing was repacked (nothing to repack, or too little
-/// memory for the copies: [`Memory`]).
-pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Option<memmap2::MmapMut>> {
+/// map, recording each one's place in `WeightRef::packed` (nothing when
+/// there is nothing to repack, or too little memory for the copies:
+/// [`Memory`]).
+pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Repacked> {
+    let none = |short_of_memory| Ok(Repacked { map: None, short_of_memory });
     if !enabled() {
-        return Ok(None);
+        return none(false);
     }
     let embd = weights.token_embd.range.clone();
     let mut todo: Vec<&mut WeightRef> = weights
@@ -75,13 +85,13 @@ pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Option<
         .filter(|w| interleaved::can_interleave(w.dtype, w.rows, w.cols))
         .collect();
     if todo.is_empty() {
-        return Ok(None);
+        return none(false);
     }
     // Each matrix at a 64-byte boundary (a cache line).
     let total: usize = todo.iter().map(|w| w.range.len().div_ceil(64) * 64).sum();
     let memory = Memory::plan(total, file.bytes().len(), mem_available());
     if memory == Memory::Short {
-        return Ok(None);
+        return none(true);
     }
     let mut at = 0;
     for w in todo.iter_mut() {
@@ -127,7 +137,7 @@ pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Option<
             }
         }
     });
-    Ok(Some(map))
+    Ok(Repacked { map: Some(map), short_of_memory: false })
 }
 
 #[cfg(test)]
