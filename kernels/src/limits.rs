@@ -2,9 +2,11 @@
 //! well-written loop reaches them, so that `qllama bench --limits` can put
 //! qllama's figures next to them:
 //! - read bandwidth (generation reads every weight byte once per token),
-//! - peak 8-bit multiply-accumulates per second (prompt processing is a
-//!   stream of them): `vpmaddubsw` on AVX2 (32 per instruction),
-//!   `vpdpbusd` where the CPU has AVX-512 VNNI (64 per instruction).
+//! - peak multiply-accumulates per second (prompt processing is a stream
+//!   of them): for the quantized types 8-bit dots, `vpmaddubsw` on AVX2 (32
+//!   per instruction), `vpdpbusd` where the CPU has AVX-512 VNNI (64); for
+//!   F16 and F32 f32 FMAs (8 or 16); for BF16 `vdpbf16ps` (32) where the
+//!   CPU has AVX-512 BF16.
 
 use rayon::prelude::*;
 use std::time::Instant;
@@ -50,32 +52,57 @@ fn read_all(b: &[u8]) -> u64 {
 pub fn int8_peak() -> Option<(f64, &'static str)> {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::Isa::Avx2.supported() {
-        const ITERS: u64 = 20_000_000;
-        let vnni = crate::simd::Isa::Avx512.supported();
-        let threads = rayon::current_num_threads();
-        let mut best = f64::MAX;
-        for _ in 0..3 {
-            let t = Instant::now();
-            (0..threads).into_par_iter().for_each(|_| {
-                // SAFETY: AVX2 (and, for the VNNI loop, AVX-512 VNNI/VL) were
-                // checked above.
-                let v = unsafe {
-                    if vnni {
-                        peak::vnni(ITERS)
-                    } else {
-                        peak::avx2(ITERS)
-                    }
-                };
-                std::hint::black_box(v);
-            });
-            best = best.min(t.elapsed().as_secs_f64());
-        }
-        // Eight instructions per iteration, per thread.
-        let macs_per_insn = if vnni { 64.0 } else { 32.0 };
-        let name = if vnni { "vpdpbusd (AVX-512 VNNI)" } else { "vpmaddubsw (AVX2)" };
-        return Some((ITERS as f64 * 8.0 * macs_per_insn * threads as f64 / best, name));
+        return Some(if crate::simd::Isa::Avx512.supported() {
+            // SAFETY: AVX-512 F/BW/VL/VNNI were checked just above.
+            (rate(64, |n| unsafe { peak::vnni(n) }), "vpdpbusd (AVX-512 VNNI)")
+        } else {
+            // SAFETY: AVX2 was checked just above.
+            (rate(32, |n| unsafe { peak::avx2(n) }), "vpmaddubsw (AVX2)")
+        });
     }
     None
+}
+
+/// The peak multiply-accumulate rate of the instruction that products on
+/// `dtype` weights are made of: 8-bit dots for the quantized types, f32
+/// FMAs for F16 and F32, `vdpbf16ps` for BF16 where the CPU has AVX-512
+/// BF16 (FMAs otherwise). `None` off x86-64 or without AVX2.
+pub fn mac_peak(dtype: crate::GgmlDType) -> Option<(f64, &'static str)> {
+    use crate::GgmlDType::*;
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::Isa::Avx2.supported() && matches!(dtype, F16 | BF16 | F32) {
+        let avx512 = crate::simd::Isa::Avx512.supported();
+        return Some(if dtype == BF16 && avx512 && is_x86_feature_detected!("avx512bf16") {
+            // SAFETY: AVX-512 F and BF16 were checked just above.
+            (rate(32, |n| unsafe { peak::bf16(n) }), "vdpbf16ps (AVX-512 BF16)")
+        } else if avx512 {
+            // SAFETY: AVX-512 F was checked just above.
+            (rate(16, |n| unsafe { peak::fma512(n) }), "vfmadd231ps (AVX-512)")
+        } else {
+            // SAFETY: AVX2 and FMA (part of `Isa::Avx2`) were checked above.
+            (rate(8, |n| unsafe { peak::fma256(n) }), "vfmadd231ps (AVX2)")
+        });
+    }
+    let _ = dtype;
+    int8_peak()
+}
+
+/// Multiply-accumulates per second of `run` (eight instructions of
+/// `macs_per_insn` per iteration) on every rayon thread at once, best of
+/// three.
+#[cfg(target_arch = "x86_64")]
+fn rate(macs_per_insn: u32, run: impl Fn(u64) -> f32 + Sync) -> f64 {
+    const ITERS: u64 = 20_000_000;
+    let threads = rayon::current_num_threads();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        (0..threads).into_par_iter().for_each(|_| {
+            std::hint::black_box(run(ITERS));
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    ITERS as f64 * 8.0 * macs_per_insn as f64 * threads as f64 / best
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -84,7 +111,7 @@ mod peak {
 
     /// Eight independent `vpmaddubsw` chains.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2(iters: u64) -> i32 {
+    pub unsafe fn avx2(iters: u64) -> f32 {
         let b = _mm256_set1_epi8(1);
         let mut r: [__m256i; 8] = std::array::from_fn(|i| _mm256_set1_epi8(i as i8));
         for _ in 0..iters {
@@ -92,12 +119,12 @@ mod peak {
                 *x = _mm256_maddubs_epi16(*x, b);
             }
         }
-        r.iter().fold(0, |s, x| s ^ _mm256_extract_epi32::<0>(*x))
+        r.iter().fold(0, |s, x| s ^ _mm256_extract_epi32::<0>(*x)) as f32
     }
 
     /// Eight independent 512-bit `vpdpbusd` chains.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub unsafe fn vnni(iters: u64) -> i32 {
+    pub unsafe fn vnni(iters: u64) -> f32 {
         let b = _mm512_set1_epi8(1);
         let mut r: [__m512i; 8] = std::array::from_fn(|i| _mm512_set1_epi32(i as i32));
         for _ in 0..iters {
@@ -105,6 +132,47 @@ mod peak {
                 *x = _mm512_dpbusd_epi32(*x, b, b);
             }
         }
-        r.iter().fold(0, |s, x| s ^ _mm512_reduce_add_epi32(*x))
+        r.iter().fold(0, |s, x| s ^ _mm512_reduce_add_epi32(*x)) as f32
+    }
+
+    /// Eight independent 512-bit FMA chains (enough for one or two per
+    /// cycle at a latency of four).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn fma512(iters: u64) -> f32 {
+        let (b, c) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-3));
+        let mut r = [_mm512_set1_ps(1.0); 8];
+        for _ in 0..iters {
+            for x in r.iter_mut() {
+                *x = _mm512_fmadd_ps(*x, b, c);
+            }
+        }
+        r.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
+    }
+
+    /// Eight independent 256-bit FMA chains.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn fma256(iters: u64) -> f32 {
+        let (b, c) = (_mm256_set1_ps(0.999), _mm256_set1_ps(1e-3));
+        let mut r = [_mm256_set1_ps(1.0); 8];
+        for _ in 0..iters {
+            for x in r.iter_mut() {
+                *x = _mm256_fmadd_ps(*x, b, c);
+            }
+        }
+        r.iter().map(|x| _mm256_cvtss_f32(*x)).sum()
+    }
+
+    /// Eight independent `vdpbf16ps` chains.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub unsafe fn bf16(iters: u64) -> f32 {
+        // SAFETY: 64 bytes of plain SIMD data either way.
+        let b: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3F80_3F80)) };
+        let mut r = [_mm512_set1_ps(1.0); 8];
+        for _ in 0..iters {
+            for x in r.iter_mut() {
+                *x = _mm512_dpbf16_ps(*x, b, b);
+            }
+        }
+        r.iter().map(|x| _mm512_reduce_add_ps(*x)).sum()
     }
 }

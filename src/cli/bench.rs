@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Also measure the machine's read bandwidth (just before and just
-    /// after the tests) and peak 8-bit multiply-accumulate rate, and print
+    /// after the tests) and the peak multiply-accumulate rate of the main
+    /// weight type (8-bit dots, f32 FMAs or BF16 dots), and print
     /// the results as fractions of them.
     #[arg(long)]
     pub limits: bool,
@@ -74,13 +75,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let buf: &[u8] = buf.as_deref().unwrap_or_default();
     let bw_before = if args.limits { Some(bandwidth(tg_threads, buf)?) } else { None };
     let rows = bench(&model, args.n_prompt, args.n_gen, args.reps, pp_threads, tg_threads)?;
-    let limits = match bw_before {
-        Some(before) => {
+    // Per token, every matrix is read once and each weight is one
+    // multiply-accumulate (the embedding table is only looked up).
+    let w = &model.weights;
+    let mats = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
+    let mats: Vec<_> = mats.chain([&w.output]).collect();
+    // The peak that matters is that of the type holding most of the weights.
+    let mut by_type: Vec<(qllama_kernels::GgmlDType, usize)> = vec![];
+    for m in &mats {
+        match by_type.iter_mut().find(|(t, _)| *t == m.dtype) {
+            Some((_, bytes)) => *bytes += m.range.len(),
+            None => by_type.push((m.dtype, m.range.len())),
+        }
+    }
+    let main_type = by_type.iter().max_by_key(|(_, bytes)| *bytes).map(|(t, _)| *t);
+    let limits = match (bw_before, main_type) {
+        (Some(before), Some(main_type)) => {
             let after = bandwidth(tg_threads, buf)?;
             let pool = rayon::ThreadPoolBuilder::new().num_threads(pp_threads).build()?;
-            Some((before, after, pool.install(qllama_kernels::limits::int8_peak)))
+            Some((before, after, pool.install(|| qllama_kernels::limits::mac_peak(main_type))))
         }
-        None => None,
+        _ => None,
     };
 
     let size: u64 = model.file.tensors().iter().map(|t| t.size).sum();
@@ -113,11 +128,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     if let Some((before, after, peak)) = limits {
-        // Per token, every matrix is read once and each weight is one
-        // multiply-accumulate (the embedding table is only looked up).
-        let w = &model.weights;
-        let mats = w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]);
-        let mats: Vec<_> = mats.chain([&w.output]).collect();
         let bytes: f64 = mats.iter().map(|m| m.range.len() as f64).sum();
         let macs: f64 = mats.iter().map(|m| (m.rows * m.cols) as f64).sum();
         let bw = (before + after) / 2.0;
@@ -129,9 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         match peak {
             Some((p, how)) => {
-                println!("8-bit multiply-accumulate peak ({pp_threads} threads): {:.0} G/s with {how}", p / 1e9)
+                println!("multiply-accumulate peak ({pp_threads} threads): {:.0} G/s with {how}", p / 1e9)
             }
-            None => println!("8-bit multiply-accumulate peak: not measured on this CPU"),
+            None => println!("multiply-accumulate peak: not measured on this CPU"),
         }
         for r in &rows {
             if r.test.starts_with("tg") {
