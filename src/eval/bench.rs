@@ -36,8 +36,9 @@ fn tokens(n: usize, n_vocab: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Run the pp and tg tests (each after one warm-up) with their own thread
-/// pools. A test with 0 tokens is skipped.
+/// Run the pp and tg tests (after a warm-up: the whole prompt, one
+/// generated token) with their own thread pools. A test with 0 tokens is
+/// skipped.
 pub fn bench(
     model: &Model,
     n_prompt: usize,
@@ -67,13 +68,14 @@ pub fn bench(
         Ok(n_prompt as f64 / t.elapsed().as_secs_f64())
     };
     let gen = tokens(n_gen, model.hp.n_vocab);
-    let tg = |kv: &mut KvCache, s: &mut Scratch| -> anyhow::Result<f64> {
+    // The first `n` tokens of `gen`, one at a time.
+    let tg = |kv: &mut KvCache, s: &mut Scratch, n: usize| -> anyhow::Result<f64> {
         kv.clear(0);
         let t = Instant::now();
-        for (pos, &token) in gen.iter().enumerate() {
+        for (pos, &token) in gen[..n].iter().enumerate() {
             model.forward(&[BatchToken { token, pos, seq: 0 }], kv, s, LogitRows::Last)?;
         }
-        Ok(n_gen as f64 / t.elapsed().as_secs_f64())
+        Ok(n as f64 / t.elapsed().as_secs_f64())
     };
 
     let mut rows = Vec::new();
@@ -84,8 +86,11 @@ pub fn bench(
         rows.push(BenchRow { test: format!("pp{n_prompt}"), threads: pp_threads, mean, sd });
     }
     if n_gen > 0 {
-        tg_pool.install(|| tg(&mut kv, &mut s))?;
-        let samples = (0..reps).map(|_| tg_pool.install(|| tg(&mut kv, &mut s))).collect::<anyhow::Result<Vec<_>>>()?;
+        // One token warms up all the weights (each token reads every one),
+        // as llama-bench's generation warm-up does.
+        tg_pool.install(|| tg(&mut kv, &mut s, 1))?;
+        let samples =
+            (0..reps).map(|_| tg_pool.install(|| tg(&mut kv, &mut s, n_gen))).collect::<anyhow::Result<Vec<_>>>()?;
         let (mean, sd) = stats(&samples);
         rows.push(BenchRow { test: format!("tg{n_gen}"), threads: tg_threads, mean, sd });
     }
