@@ -49,15 +49,6 @@ impl Memory {
     }
 }
 
-/// `MemAvailable` of `/proc/meminfo` in bytes: free memory plus what the
-/// kernel can reclaim (page cache included). `None` where unknown.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
-}
-
 /// What [`repack`] did.
 pub struct Repacked {
     /// The copies, or `None` when nothing was repacked.
@@ -88,16 +79,16 @@ pub fn repack(file: &GgufFile, weights: &mut Weights) -> std::io::Result<Repacke
         return none(false);
     }
     // Each matrix at a 64-byte boundary (a cache line).
-    let total: usize = todo.iter().map(|w| w.range.len().div_ceil(64) * 64).sum();
-    let memory = Memory::plan(total, file.bytes().len(), mem_available());
+    let padded = |w: &WeightRef| w.range.len().div_ceil(64) * 64;
+    let total: usize = todo.iter().map(|w| padded(w)).sum();
+    let memory = Memory::plan(total, file.bytes().len(), super::available_memory());
     if memory == Memory::Short {
         return none(true);
     }
     let mut at = 0;
     for w in todo.iter_mut() {
-        let len = w.range.len();
-        w.packed = Some(at..at + len);
-        at += len.div_ceil(64) * 64;
+        w.packed = Some(at..at + w.range.len());
+        at += padded(w);
     }
     let mut map = memmap2::MmapMut::map_anon(total)?;
     // Fewer page faults while filling it; harmless where unsupported.
