@@ -200,9 +200,8 @@ pub fn gemm<W: FloatWeight, const T: usize>(isa: Isa, w: &[W], x: FloatAct, out:
     #[cfg(target_arch = "x86_64")]
     match (isa, x) {
         (Isa::Avx512, FloatAct::Bf16(x)) if reads_bf16(isa, W::DTYPE) => {
-            // SAFETY: `W` is bf16 (`reads_bf16`), so the cast is the
-            // identity.
-            let w = unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<bf16>(), w.len()) };
+            // `W` is bf16 (`reads_bf16`): the same values.
+            let w: &[bf16] = crate::formats::cast_blocks(crate::formats::as_bytes(w));
             // SAFETY: the CPU has AVX-512 F/BW/VL and BF16 (`reads_bf16`)
             // and AVX2 with them; lengths are checked above.
             unsafe { avx512::dot_bf16::<T>(w, x, out) };
