@@ -68,11 +68,10 @@ pub fn int8_peak() -> Option<(f64, &'static str)> {
 /// FMAs for F16 and F32, `vdpbf16ps` for BF16 where the CPU has AVX-512
 /// BF16 (FMAs otherwise). `None` off x86-64 or without AVX2.
 pub fn mac_peak(dtype: crate::GgmlDType) -> Option<(f64, &'static str)> {
-    use crate::GgmlDType::*;
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::Isa::Avx2.supported() && matches!(dtype, F16 | BF16 | F32) {
+    if crate::simd::Isa::Avx2.supported() && !dtype.is_quantized() {
         let avx512 = crate::simd::Isa::Avx512.supported();
-        return Some(if dtype == BF16 && avx512 && is_x86_feature_detected!("avx512bf16") {
+        return Some(if dtype == crate::GgmlDType::BF16 && avx512 && is_x86_feature_detected!("avx512bf16") {
             // SAFETY: AVX-512 F and BF16 were checked just above.
             (rate(32, |n| unsafe { peak::bf16(n) }), "vdpbf16ps (AVX-512 BF16)")
         } else if avx512 {
