@@ -241,7 +241,6 @@ pub fn reference<W: FloatWeight, const T: usize>(w: &[W], x: FloatAct, out: &mut
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{FloatWeight, FLOAT_ROWS, SPAN};
-    use crate::simd::Ahead;
     use core::arch::x86_64::*;
 
     /// One block times `T` tokens, each value of the sixteen rows as two
@@ -256,11 +255,7 @@ mod avx2 {
         let cols = w.len() / FLOAT_ROWS;
         // [value parity][token][half]
         let mut acc = [[[_mm256_setzero_ps(); 2]; T]; 2];
-        let mut ahead = Ahead::new(w);
         for (c, span) in w.chunks_exact(SPAN).enumerate() {
-            if T == 1 {
-                ahead.before(&span[SPAN - 1]);
-            }
             // SAFETY: the 32 values of `span`; the CPU has AVX2 and F16C.
             let wv = unsafe { W::span8(span.as_ptr()) };
             for (p, (acc, wv)) in acc.iter_mut().zip(wv).enumerate() {
@@ -288,7 +283,6 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{FloatWeight, FLOAT_ROWS, SPAN};
-    use crate::simd::Ahead;
     use core::arch::x86_64::*;
     use half::bf16;
 
@@ -316,11 +310,7 @@ mod avx512 {
     pub(super) unsafe fn gemm<W: FloatWeight, const T: usize>(w: &[W], x: &[f32], out: &mut [[f32; FLOAT_ROWS]; T]) {
         let cols = w.len() / FLOAT_ROWS;
         let mut acc = [[_mm512_setzero_ps(); T]; 2];
-        let mut ahead = Ahead::new(w);
         for (c, span) in w.chunks_exact(SPAN).enumerate() {
-            if T == 1 {
-                ahead.before(&span[SPAN - 1]);
-            }
             // SAFETY: the 32 values of `span`; the CPU has AVX-512 F.
             let wv = unsafe { W::span16(span.as_ptr()) };
             for (p, (acc, wv)) in acc.iter_mut().zip(wv).enumerate() {
@@ -357,7 +347,6 @@ mod avx512 {
     pub(super) unsafe fn dot_bf16<const T: usize>(w: &[bf16], x: &[bf16], out: &mut [[f32; FLOAT_ROWS]; T]) {
         let cols = w.len() / FLOAT_ROWS;
         let mut acc = [[_mm512_setzero_ps(); T]; 2];
-        let mut ahead = Ahead::new(w);
         let step = |acc: &mut [__m512; T], c: usize, span: &[bf16; SPAN]| {
             // SAFETY: the 64 bytes of `span`, unaligned.
             let wv = as_bh(unsafe { _mm512_loadu_si512(span.as_ptr().cast()) });
@@ -373,9 +362,6 @@ mod avx512 {
         let (twos, rest) = w.as_chunks::<{ 2 * SPAN }>();
         let [acc0, acc1] = &mut acc;
         for (i, two) in twos.iter().enumerate() {
-            if T == 1 {
-                ahead.before(&two[2 * SPAN - 1]);
-            }
             let (a, b) = two.split_at(SPAN);
             step(acc0, 2 * i, a.try_into().expect("one span"));
             step(acc1, 2 * i + 1, b.try_into().expect("one span"));
