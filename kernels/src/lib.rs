@@ -8,6 +8,8 @@
 //!   at start-up by runtime feature detection ([`simd::isa`]).
 //! - [`matmul`] is the only interface the runtime needs.
 //! - [`quantize`] quantizes whole tensors across threads (for the converter).
+//! - [`team`] keeps the threads polling through a forward pass, so that the
+//!   products' tasks start without waking anyone.
 
 pub mod dtype;
 pub mod formats;
@@ -15,6 +17,7 @@ pub mod limits;
 pub mod matmul;
 pub mod quantize;
 pub mod simd;
+pub mod team;
 
 pub use dtype::{GgmlDType, TypeTraits};
 pub use formats::GgmlType;

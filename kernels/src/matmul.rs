@@ -18,6 +18,7 @@ use crate::simd::x8::{self, ActBuf, X8Dot};
 use crate::simd::x8k::{self, pair_sums, ActK, X8KDot};
 use crate::simd::xf::{self, FloatAct, FloatWeight};
 use crate::simd::{self, Isa};
+use crate::team;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -186,6 +187,12 @@ pub fn matmul_many_with(
         let prepared = Prepared { x8, pairs: act_pairs, widened };
         match run {
             [(w, out)] => product(isa, w, act, n_tokens, out, prepared),
+            // A team hands each product's tasks out as they come.
+            run if team::leading() => {
+                for (w, out) in run.iter_mut() {
+                    product(isa, w, act, n_tokens, out, prepared);
+                }
+            }
             run => rayon::scope(|s| {
                 for (w, out) in run.iter_mut() {
                     s.spawn(move |_| product(isa, w, act, n_tokens, out, prepared));
@@ -275,7 +282,7 @@ fn product(isa: Isa, w: &QMatrix, act: &[u8], n_tokens: usize, out: &mut [f32], 
     let tile = if n_tokens >= rowtile::TILE { rowtile::row_tile(isa, w.dtype) } else { None };
     let full = if tile.is_some() { n_tokens / rowtile::TILE * rowtile::TILE } else { 0 };
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..rows.div_ceil(ROW_CHUNK)).into_par_iter().for_each(|chunk| {
+    team::for_each(rows.div_ceil(ROW_CHUNK), |chunk| {
         let out_ptr = &out_ptr;
         let r0 = chunk * ROW_CHUNK;
         let r1 = (r0 + ROW_CHUNK).min(rows);
@@ -431,7 +438,7 @@ fn for_each_x8_tile(
     let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1).div_ceil(2) * 2;
     let per_panel = (panel_bytes() / group_bytes.max(1)).max(2) / 2 * 2;
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..groups.div_ceil(per_task)).into_par_iter().for_each(|task| {
+    team::for_each(groups.div_ceil(per_task), |task| {
         let out_ptr = &out_ptr;
         let my_groups = task * per_task..((task + 1) * per_task).min(groups);
         let mut buf = [[0.0; 2 * ROWS]; MAX_TILE];

@@ -20,6 +20,19 @@ impl Model {
         want: LogitRows<'_>,
     ) -> Result<(), ForwardError> {
         self.check_batch(batch, kv, s, want)?;
+        // The other threads poll for the pass's products rather than sleep
+        // between them.
+        qllama_kernels::team::with_team(|| self.forward_checked(batch, kv, s, want))
+    }
+
+    /// [`Self::forward`] on a batch that passed [`Self::check_batch`].
+    fn forward_checked(
+        &self,
+        batch: &[BatchToken],
+        kv: &mut KvCache,
+        s: &mut Scratch,
+        want: LogitRows<'_>,
+    ) -> Result<(), ForwardError> {
         let hp = &self.hp;
         let n = batch.len();
         let (e, kvd, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
