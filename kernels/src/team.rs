@@ -105,6 +105,7 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     let team = unsafe { &*team };
     let job = Job { task: &f };
     team.finished.store(0, Ordering::Relaxed);
+    team.panicked.store(false, Ordering::Relaxed);
     // Only the lifetime is erased: the pointer is used only while a task of
     // this job is unfinished, and `Close` waits for all of them.
     team.job.store((&job as *const Job<'_>).cast_mut().cast(), Ordering::Relaxed);
