@@ -111,7 +111,7 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     team.job.store((&job as *const Job<'_>).cast_mut().cast(), Ordering::Relaxed);
     // Release: a poller whose claim reads this state sees the job above.
     team.state.store((n as u64) << 32, Ordering::Release);
-    let close = Close(team);
+    let close = Close(team, n);
     while team.run_one() {}
     drop(close);
     if team.panicked.swap(false, Ordering::Relaxed) {
@@ -122,12 +122,11 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
 /// Ends a job when dropped, even while unwinding: no task can be claimed
 /// any more, and the drop returns once every claimed task has finished, so
 /// the job (on the caller's stack) outlives its last use.
-struct Close<'a>(&'a Team);
+struct Close<'a>(&'a Team, usize);
 
 impl Drop for Close<'_> {
     fn drop(&mut self) {
-        let s = self.0.state.load(Ordering::Relaxed);
-        let n = (s >> 32) as usize;
+        let n = self.1;
         // Claiming all that is left leaves nothing to claim.
         let old = self.0.state.fetch_add(n as u64, Ordering::Relaxed);
         let claimed = ((old & u32::MAX as u64) as usize).min(n);

@@ -22,17 +22,13 @@ impl Model {
         self.check_batch(batch, kv, s, want)?;
         // The other threads poll for the pass's products rather than sleep
         // between them.
-        qllama_kernels::team::with_team(|| self.forward_checked(batch, kv, s, want))
+        qllama_kernels::team::with_team(|| self.run_batch(batch, kv, s, want));
+        Ok(())
     }
 
-    /// [`Self::forward`] on a batch that passed [`Self::check_batch`].
-    fn forward_checked(
-        &self,
-        batch: &[BatchToken],
-        kv: &mut KvCache,
-        s: &mut Scratch,
-        want: LogitRows<'_>,
-    ) -> Result<(), ForwardError> {
+    /// [`Self::forward`] on a batch that passed [`Self::check_batch`]: nothing
+    /// here can fail.
+    fn run_batch(&self, batch: &[BatchToken], kv: &mut KvCache, s: &mut Scratch, want: LogitRows<'_>) {
         let hp = &self.hp;
         let n = batch.len();
         let (e, kvd, ff) = (hp.n_embd, hp.kv_dim(), hp.n_ff);
@@ -106,7 +102,7 @@ impl Model {
         let m = rows.len();
         s.n_logit_rows = m;
         if m == 0 {
-            return Ok(());
+            return;
         }
         grow(&mut s.out_rows, m * e);
         grow(&mut s.logits, m * hp.n_vocab);
@@ -114,7 +110,6 @@ impl Model {
             rmsnorm(out, &s.x[row * e..(row + 1) * e], &w.output_norm, hp.rms_eps);
         }
         matmul(&self.matrix(&w.output), &s.out_rows[..m * e], m, &mut s.logits[..m * hp.n_vocab], &mut s.mm);
-        Ok(())
     }
 
     /// Everything that could make a batch fail, checked before anything is
