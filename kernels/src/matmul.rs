@@ -433,14 +433,13 @@ fn for_each_x8_tile(
 ) {
     assert!((1..=MAX_TILE).contains(&tile));
     let groups = rows / ROWS;
-    // A few tasks per thread, for balance on a busy machine; an even
-    // number of groups per task and per panel, so steps of two stay inside.
-    let per_task = groups.div_ceil(rayon::current_num_threads() * 4).max(1).div_ceil(2) * 2;
+    // Tasks take pairs of groups, and so do panels, so steps of two stay
+    // inside.
     let per_panel = (panel_bytes() / group_bytes.max(1)).max(2) / 2 * 2;
     let out_ptr = SendPtr(out.as_mut_ptr());
-    team::for_each(groups.div_ceil(per_task), |task| {
+    team::for_each_range(groups.div_ceil(2), |pairs| {
         let out_ptr = &out_ptr;
-        let my_groups = task * per_task..((task + 1) * per_task).min(groups);
+        let my_groups = 2 * pairs.start..(2 * pairs.end).min(groups);
         let mut buf = [[0.0; 2 * ROWS]; MAX_TILE];
         for p in my_groups.clone().step_by(per_panel) {
             let panel = p..(p + per_panel).min(my_groups.end);

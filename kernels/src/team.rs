@@ -1,6 +1,7 @@
 //! The pool's threads as one team for the length of a forward pass: the
 //! threads that are not running the pass poll for work instead of going to
-//! sleep, and [`for_each`] hands its tasks out through one atomic counter.
+//! sleep, and [`for_each_range`] hands its work out through one atomic
+//! counter, in ranges that shrink as the work runs out.
 //!
 //! Why: a token of generation is some 200 matrix products of a few hundred
 //! microseconds each, with short serial steps in between. Rayon's idle
@@ -8,26 +9,29 @@
 //! while it waits for a stolen half; each wake-up is a futex and, in a
 //! virtual machine, an interrupt to a halted CPU (tens of microseconds).
 //! ggml keeps its threads spinning through a graph for the same reason.
-//! Outside [`with_team`], [`for_each`] is rayon's parallel loop.
+//! Outside [`with_team`], [`for_each_range`] is rayon's parallel loop.
 
 use rayon::prelude::*;
 use std::cell::Cell;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-/// One [`for_each`] call, on its caller's stack.
+/// One [`for_each_range`] call, on its caller's stack.
 struct Job<'a> {
-    task: &'a (dyn Fn(usize) + Sync),
+    task: &'a (dyn Fn(Range<usize>) + Sync),
 }
 
 struct Team {
-    /// The current job's task count (high 32 bits) and next unclaimed task
-    /// (low 32 bits): a claim is one `fetch_add`, which also tells which
-    /// job the task belongs to.
+    /// The current job's item count (high 32 bits) and next unclaimed item
+    /// (low 32 bits): a claim is one compare-and-swap, which also tells
+    /// which job the items belong to.
     state: AtomicU64,
-    /// The current job, valid while any of its tasks is unfinished.
+    /// The current job, valid while any of its items is unfinished.
     job: AtomicPtr<Job<'static>>,
-    /// Tasks of the current job finished (or abandoned by a panic).
+    /// Items of the current job finished (or abandoned by a panic).
     finished: AtomicUsize,
+    /// The threads in the team.
+    threads: usize,
     panicked: AtomicBool,
     /// Set when the pass is over: the pollers go back to rayon.
     stop: AtomicBool,
@@ -40,8 +44,8 @@ thread_local! {
     static BUSY: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The most tasks one [`for_each`] hands out through the team.
-const MAX_TASKS: usize = 1 << 30;
+/// The most items one [`for_each_range`] hands out through the team.
+const MAX_ITEMS: usize = 1 << 30;
 
 /// Whether teams are formed: `QLLAMA_TEAM=0` turns them off (to measure
 /// what they bring, or on a machine shared with other work, where the
@@ -52,7 +56,7 @@ pub fn enabled() -> bool {
 }
 
 /// Run `body` with the other threads of the current rayon pool polling for
-/// its [`for_each`] tasks and its rayon jobs until it returns (just `body`
+/// its [`for_each_range`] work and its rayon jobs until it returns (just `body`
 /// when teams are off, or inside another team).
 pub fn with_team<R: Send>(body: impl FnOnce() -> R + Send) -> R {
     if BUSY.get() || !enabled() {
@@ -64,8 +68,9 @@ pub fn with_team<R: Send>(body: impl FnOnce() -> R + Send) -> R {
         finished: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        threads: rayon::current_num_threads(),
     };
-    let pollers = rayon::current_num_threads().saturating_sub(1);
+    let pollers = team.threads.saturating_sub(1);
     let (r, ()) = rayon::join(
         || {
             // Whatever happens in `body`, the pollers stop and this thread
@@ -95,9 +100,22 @@ pub fn leading() -> bool {
 /// `f(i)` for every `i` in `0..n`, across the team this thread leads, or
 /// across rayon's pool outside a team.
 pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
+    for_each_range(n, |r| r.for_each(&f));
+}
+
+/// `f(r)` for ranges `r` that cover `0..n` once, across the team this
+/// thread leads, or across rayon's pool outside a team.
+///
+/// In a team the ranges shrink as the work runs out (each claim takes a
+/// share of what is left, "guided" scheduling): the first are long, so
+/// that a thread streams through a long stretch of memory, and the last
+/// are single items, so that the threads finish together.
+pub fn for_each_range(n: usize, f: impl Fn(Range<usize>) + Sync) {
     let team = LEADING.get();
-    if team.is_null() || n > MAX_TASKS {
-        (0..n).into_par_iter().for_each(&f);
+    if team.is_null() || n > MAX_ITEMS {
+        // A few ranges per thread, for balance on a busy machine.
+        let len = n.div_ceil(4 * rayon::current_num_threads()).max(1);
+        (0..n.div_ceil(len)).into_par_iter().for_each(|i| f(i * len..((i + 1) * len).min(n)));
         return;
     }
     // SAFETY: `LEADING` points at the `Team` on the stack of `with_team`,
@@ -106,7 +124,7 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     let job = Job { task: &f };
     team.finished.store(0, Ordering::Relaxed);
     team.panicked.store(false, Ordering::Relaxed);
-    // Only the lifetime is erased: the pointer is used only while a task of
+    // Only the lifetime is erased: the pointer is used only while an item of
     // this job is unfinished, and `Close` waits for all of them.
     team.job.store((&job as *const Job<'_>).cast_mut().cast(), Ordering::Relaxed);
     // Release: a poller whose claim reads this state sees the job above.
@@ -119,8 +137,8 @@ pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
     }
 }
 
-/// Ends a job when dropped, even while unwinding: no task can be claimed
-/// any more, and the drop returns once every claimed task has finished, so
+/// Ends a job when dropped, even while unwinding: no item can be claimed
+/// any more, and the drop returns once every claimed item has finished, so
 /// the job (on the caller's stack) outlives its last use.
 struct Close<'a>(&'a Team, usize);
 
@@ -138,34 +156,39 @@ impl Drop for Close<'_> {
 }
 
 impl Team {
-    /// Claim and run one task of the current job; false when none is left.
+    /// Claim and run one range of the current job; false when none is left.
     fn run_one(&self) -> bool {
-        let s = self.state.load(Ordering::Relaxed);
-        if (s & u32::MAX as u64) >= s >> 32 {
-            return false;
-        }
-        // Acquire: pairs with the Release that published the job.
-        let s = self.state.fetch_add(1, Ordering::Acquire);
-        let (n, i) = ((s >> 32) as usize, (s & u32::MAX as u64) as usize);
-        if i >= n {
-            return false;
-        }
-        // Counts the task as finished even if it panics, so that `Close`
-        // does not wait for it forever.
-        struct Finish<'a>(&'a Team);
+        let mut s = self.state.load(Ordering::Relaxed);
+        let range = loop {
+            let (n, i) = ((s >> 32) as usize, (s & u32::MAX as u64) as usize);
+            if i >= n {
+                return false;
+            }
+            // A share of what is left: a thread that claims it while the
+            // others run ranges as long finishes with them, roughly.
+            let len = (n - i).div_ceil(2 * self.threads);
+            // Acquire: pairs with the Release that published the job.
+            match self.state.compare_exchange_weak(s, s + len as u64, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break i..i + len,
+                Err(now) => s = now,
+            }
+        };
+        // Counts the items as finished even if they panic, so that `Close`
+        // does not wait for them forever.
+        struct Finish<'a>(&'a Team, usize);
         impl Drop for Finish<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
                     self.0.panicked.store(true, Ordering::Relaxed);
                 }
-                self.0.finished.fetch_add(1, Ordering::Release);
+                self.0.finished.fetch_add(self.1, Ordering::Release);
             }
         }
-        let _finish = Finish(self);
-        // SAFETY: task i of the job the claim read is unfinished until
-        // `_finish` drops, and `Close` keeps that job alive until then.
+        let _finish = Finish(self, range.len());
+        // SAFETY: the claimed items of the job the claim read are unfinished
+        // until `_finish` drops, and `Close` keeps that job alive until then.
         let job = unsafe { &*self.job.load(Ordering::Relaxed) };
-        (job.task)(i);
+        (job.task)(range);
         true
     }
 }

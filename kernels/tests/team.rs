@@ -9,7 +9,7 @@ use common::{Aligned, Rng};
 use qllama_kernels::formats::interleaved;
 use qllama_kernels::matmul::matmul_many_with;
 use qllama_kernels::simd::Isa;
-use qllama_kernels::team::{for_each, leading, with_team};
+use qllama_kernels::team::{for_each, for_each_range, leading, with_team};
 use qllama_kernels::{GgmlDType, MatmulScratch, QMatrix};
 use rayon::prelude::*;
 use std::collections::HashSet;
@@ -49,6 +49,39 @@ fn every_task_runs_exactly_once() {
             })
         });
         assert!(!leading(), "the team ends with its pass");
+    }
+}
+
+/// `for_each_range` covers `0..n` once with non-empty ranges, in a team and
+/// outside one; in a team each claim takes its share of what is left
+/// (`ceil(left / 2 threads)`), so the ranges shrink down to single items
+/// at the end, where the threads must finish together.
+#[test]
+fn ranges_cover_every_item_once_and_shrink_in_a_team() {
+    for threads in [1, 2, 3, 4] {
+        for n in [0, 1, 2, 5, 64, 255, 256, 1000] {
+            for in_team in [true, false] {
+                let ranges = Mutex::new(Vec::new());
+                let run = || {
+                    for_each_range(n, |r| {
+                        assert!(!r.is_empty() && r.end <= n, "range {r:?} of {n}");
+                        ranges.lock().unwrap().push(r);
+                    })
+                };
+                pool(threads).install(|| if in_team { with_team(run) } else { run() });
+                let mut ranges = ranges.into_inner().unwrap();
+                ranges.sort_by_key(|r| r.start);
+                let mut next = 0;
+                for r in &ranges {
+                    assert_eq!(r.start, next, "{threads} threads, n {n}, team {in_team}: {ranges:?}");
+                    next = r.end;
+                    if in_team {
+                        assert_eq!(r.len(), (n - r.start).div_ceil(2 * threads), "{threads} threads, n {n}: {ranges:?}");
+                    }
+                }
+                assert_eq!(next, n, "{threads} threads, n {n}, team {in_team}: {ranges:?}");
+            }
+        }
     }
 }
 
