@@ -12,38 +12,75 @@ use rayon::prelude::*;
 use std::time::Instant;
 
 /// Best read bandwidth over `passes` passes of all rayon threads reading
-/// disjoint parts of `buf` (bytes per second).
+/// disjoint parts of `buf` (bytes per second), each pass with every loop
+/// of [`LOOPS`]: which loop reads fastest depends on the CPU (on an Intel
+/// Xeon host, one thread, 400 MiB: 64-byte loads asking for lines 512
+/// bytes ahead 19.7 GB/s, without asking 16.5, 16-byte loads 4 KiB ahead
+/// 15.0; on an AMD EPYC the last was best).
 pub fn read_bandwidth(buf: &[u8], passes: usize) -> f64 {
     let share = (buf.len() / rayon::current_num_threads()).max(4096) / 64 * 64;
     let mut best = f64::MAX;
     for _ in 0..passes.max(1) {
-        let t = Instant::now();
-        let sum: u64 = buf.par_chunks(share).map(read_all).sum();
-        std::hint::black_box(sum);
-        best = best.min(t.elapsed().as_secs_f64());
+        for read in LOOPS {
+            let t = Instant::now();
+            let sum: u64 = buf.par_chunks(share).map(read).sum();
+            std::hint::black_box(sum);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
     }
     buf.len() as f64 / best
 }
 
-/// How far ahead the read loop asks for lines: the hardware prefetchers
-/// alone leave bandwidth unused here, as they do for the kernels
-/// (`examples/gemv_rate.rs`, GB/s with 0/4/8/16 KiB ahead: one thread
-/// 31/39/40/39, two threads 46/50/49/49).
-const READ_AHEAD: usize = 4096;
+/// The read loops [`read_bandwidth`] tries.
+const LOOPS: [fn(&[u8]) -> u64; 3] = [|b| read_all(b, 4096), |b| read_wide(b, 512), |b| read_wide(b, 0)];
 
-/// Touch every byte of `b` with wide loads and four independent sums,
-/// prefetching `READ_AHEAD` bytes ahead.
-fn read_all(b: &[u8]) -> u64 {
+/// Touch every byte of `b` with 16-byte loads and four independent sums,
+/// asking for each line `ahead` bytes before it is read.
+fn read_all(b: &[u8], ahead: usize) -> u64 {
     let (lines, tail) = b.as_chunks::<64>();
     let mut acc = [0u64; 4];
     for (l, c) in lines.iter().enumerate() {
-        crate::simd::prefetch_read(b.as_ptr().wrapping_add(l * 64 + READ_AHEAD));
+        crate::simd::prefetch_read(b.as_ptr().wrapping_add(l * 64 + ahead));
         for (i, a) in acc.iter_mut().enumerate() {
             *a ^= u64::from_le_bytes(c[i * 16..i * 16 + 8].try_into().expect("8 bytes"))
                 ^ u64::from_le_bytes(c[i * 16 + 8..i * 16 + 16].try_into().expect("8 bytes"));
         }
     }
     acc.iter().fold(tail.len() as u64, |s, a| s ^ a)
+}
+
+/// [`read_all`] with one 64-byte load per line where the CPU has AVX-512,
+/// asking for lines `ahead` bytes early (not at all for 0).
+fn read_wide(b: &[u8], ahead: usize) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::Isa::Avx512.supported() {
+        // SAFETY: AVX-512 F was checked just above.
+        return unsafe { wide::read512(b, ahead) };
+    }
+    read_all(b, ahead.max(64))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use core::arch::x86_64::*;
+
+    /// Four lines a step, one 64-byte load each, into four sums.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn read512(b: &[u8], ahead: usize) -> u64 {
+        let (steps, tail) = b.as_chunks::<256>();
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for (i, step) in steps.iter().enumerate() {
+            for (l, a) in acc.iter_mut().enumerate() {
+                if ahead > 0 {
+                    crate::simd::prefetch_read(b.as_ptr().wrapping_add(i * 256 + 64 * l + ahead));
+                }
+                // SAFETY: 64 bytes inside the step's 256; unaligned.
+                *a = _mm512_xor_si512(*a, unsafe { _mm512_loadu_si512(step.as_ptr().add(64 * l).cast()) });
+            }
+        }
+        let x = _mm512_xor_si512(_mm512_xor_si512(acc[0], acc[1]), _mm512_xor_si512(acc[2], acc[3]));
+        tail.iter().fold(_mm512_reduce_add_epi64(x) as u64, |s, &t| s ^ t as u64)
+    }
 }
 
 /// Peak 8-bit multiply-accumulates per second on all rayon threads, with
