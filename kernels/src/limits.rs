@@ -50,14 +50,15 @@ fn read_all(b: &[u8], ahead: usize) -> u64 {
 }
 
 /// [`read_all`] with one 64-byte load per line where the CPU has AVX-512,
-/// asking for lines `ahead` bytes early (not at all for 0).
+/// asking for lines `ahead` bytes early (not at all for 0; elsewhere it is
+/// `read_all`, whose ask for the line itself at 0 costs nothing).
 fn read_wide(b: &[u8], ahead: usize) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if crate::simd::Isa::Avx512.supported() {
         // SAFETY: AVX-512 F was checked just above.
         return unsafe { wide::read512(b, ahead) };
     }
-    read_all(b, ahead.max(64))
+    read_all(b, ahead)
 }
 
 #[cfg(target_arch = "x86_64")]

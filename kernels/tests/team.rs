@@ -76,7 +76,11 @@ fn ranges_cover_every_item_once_and_shrink_in_a_team() {
                     assert_eq!(r.start, next, "{threads} threads, n {n}, team {in_team}: {ranges:?}");
                     next = r.end;
                     if in_team {
-                        assert_eq!(r.len(), (n - r.start).div_ceil(2 * threads), "{threads} threads, n {n}: {ranges:?}");
+                        assert_eq!(
+                            r.len(),
+                            (n - r.start).div_ceil(2 * threads),
+                            "{threads} threads, n {n}: {ranges:?}"
+                        );
                     }
                 }
                 assert_eq!(next, n, "{threads} threads, n {n}, team {in_team}: {ranges:?}");

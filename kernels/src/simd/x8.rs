@@ -645,7 +645,6 @@ pub(crate) mod avx512 {
                 unsafe fn chunks256(a: &Self) -> [__m256i; 8] {
                     levels256(&a.qs, a.fifth_bits())
                 }
-
                 fn scales(&self) -> &[half::f16; ROWS] {
                     &self.d
                 }
